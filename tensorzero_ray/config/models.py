@@ -1,0 +1,231 @@
+"""`[models]`, their providers, `[embedding_models]` and `[provider_types]` (spec §3.3-3.5)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from tensorzero_ray.config.credentials import CredentialLocation, validate_location
+from tensorzero_ray.types import ExtraBodyEntry, ExtraHeaderEntry
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class NonStreamingTimeouts(Strict):
+    total_ms: int | None = Field(default=None, gt=0)
+
+
+class StreamingTimeouts(Strict):
+    ttft_ms: int | None = Field(default=None, gt=0)
+    total_ms: int | None = Field(default=None, gt=0)
+
+
+class Timeouts(Strict):
+    non_streaming: NonStreamingTimeouts = Field(default_factory=NonStreamingTimeouts)
+    streaming: StreamingTimeouts = Field(default_factory=StreamingTimeouts)
+
+
+class CostEntry(Strict):
+    """One priced field of the raw provider response, found by JSON pointer (spec §3.17)."""
+
+    pointer: str | None = None
+    pointer_nonstreaming: str | None = None
+    pointer_streaming: str | None = None
+    cost_per_million: float | None = None
+    cost_per_unit: float | None = None
+    required: bool = False
+
+    @model_validator(mode="after")
+    def _one_pointer_and_one_rate(self) -> "CostEntry":
+        split = self.pointer_nonstreaming is not None or self.pointer_streaming is not None
+        if (self.pointer is None) == (not split) or (
+            split and (self.pointer_nonstreaming is None or self.pointer_streaming is None)
+        ):
+            raise ValueError(
+                "a cost entry needs either `pointer` or both `pointer_nonstreaming` and "
+                "`pointer_streaming`"
+            )
+        if (self.cost_per_million is None) == (self.cost_per_unit is None):
+            raise ValueError("a cost entry needs exactly one of `cost_per_million` or `cost_per_unit`")
+        return self
+
+    def rate(self) -> float:
+        if self.cost_per_unit is not None:
+            return self.cost_per_unit
+        return self.cost_per_million / 1_000_000
+
+
+class ProviderBase(Strict):
+    extra_body: list[ExtraBodyEntry] = Field(default_factory=list)
+    extra_headers: list[ExtraHeaderEntry] = Field(default_factory=list)
+    timeouts: Timeouts = Field(default_factory=Timeouts)
+    discard_unknown_chunks: bool = False
+    cost: list[CostEntry] = Field(default_factory=list)
+    batch_cost: list[CostEntry] = Field(default_factory=list)
+    api_key_location: CredentialLocation | None = None
+
+    @field_validator("api_key_location")
+    @classmethod
+    def _valid_location(cls, value: CredentialLocation | None) -> CredentialLocation | None:
+        return value if value is None else validate_location(value)
+
+
+class OpenAIProviderConfig(ProviderBase):
+    type: Literal["openai"]
+    model_name: str
+    api_base: str | None = None
+    api_type: Literal["chat_completions", "responses"] = "chat_completions"
+    include_encrypted_reasoning: bool = False
+    provider_tools: list[dict[str, Any]] = Field(default_factory=list)
+    content_type_overrides: dict[str, Literal["image_url", "file", "input_audio"]] = Field(
+        default_factory=dict
+    )
+
+
+class OpenAICompatibleProviderConfig(ProviderBase):
+    """Hosted services that speak OpenAI's chat completions API."""
+
+    type: Literal[
+        "together", "fireworks", "groq", "deepseek", "xai", "openrouter", "hyperbolic", "mistral"
+    ]
+    model_name: str
+    api_base: str | None = None
+    parse_think_blocks: bool = False
+    reasoning_format: str | None = None
+    prompt_mode: str | None = None
+
+
+class SelfHostedOpenAIProviderConfig(ProviderBase):
+    """OpenAI-compatible inference servers the user runs; `api_base` is required."""
+
+    type: Literal["vllm", "sglang", "tgi"]
+    model_name: str | None = None
+    api_base: str
+
+    @model_validator(mode="after")
+    def _model_name_required(self) -> "SelfHostedOpenAIProviderConfig":
+        if self.type != "tgi" and self.model_name is None:
+            raise ValueError(f"`model_name` is required for provider type `{self.type}`")
+        return self
+
+
+class AzureProviderConfig(ProviderBase):
+    type: Literal["azure"]
+    deployment_id: str
+    endpoint: str
+
+
+class AnthropicProviderConfig(ProviderBase):
+    type: Literal["anthropic"]
+    model_name: str
+    api_base: str | None = None
+    beta_structured_outputs: bool = False
+    provider_tools: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class DummyProviderConfig(ProviderBase):
+    type: Literal["dummy"]
+    model_name: str
+
+
+class UnsupportedProviderConfig(ProviderBase):
+    """Provider types TensorZero has and we do not serve yet: parsed so the error names them."""
+
+    model_config = ConfigDict(extra="allow")
+    type: Literal[
+        "aws_bedrock",
+        "aws_sagemaker",
+        "gcp_vertex_anthropic",
+        "gcp_vertex_gemini",
+        "google_ai_studio_gemini",
+    ]
+
+
+ProviderConfig = Annotated[
+    Union[
+        OpenAIProviderConfig,
+        OpenAICompatibleProviderConfig,
+        SelfHostedOpenAIProviderConfig,
+        AzureProviderConfig,
+        AnthropicProviderConfig,
+        DummyProviderConfig,
+        UnsupportedProviderConfig,
+    ],
+    Field(discriminator="type"),
+]
+
+SHORTHAND_PROVIDER_TYPES = (
+    "openai",
+    "anthropic",
+    "deepseek",
+    "fireworks",
+    "groq",
+    "hyperbolic",
+    "mistral",
+    "openrouter",
+    "together",
+    "xai",
+    "dummy",
+)
+
+
+class ModelConfig(Strict):
+    routing: list[str] = Field(min_length=1)
+    providers: dict[str, ProviderConfig]
+    timeouts: Timeouts = Field(default_factory=Timeouts)
+    skip_relay: bool = False
+    namespace: str | None = None
+
+
+class EmbeddingProviderConfig(Strict):
+    type: str
+    model_name: str
+    api_base: str | None = None
+    api_key_location: CredentialLocation | None = None
+    extra_body: list[ExtraBodyEntry] = Field(default_factory=list)
+    extra_headers: list[ExtraHeaderEntry] = Field(default_factory=list)
+    timeout_ms: int | None = Field(default=None, gt=0)
+    cost: list[CostEntry] = Field(default_factory=list)
+
+
+class EmbeddingModelConfig(Strict):
+    routing: list[str] = Field(min_length=1)
+    providers: dict[str, EmbeddingProviderConfig]
+    timeout_ms: int | None = Field(default=None, gt=0)
+
+
+class ProviderTypeDefaults(Strict):
+    api_key_location: CredentialLocation | None = None
+    credential_location: CredentialLocation | None = None
+
+
+class ProviderTypeConfig(BaseModel):
+    """`[provider_types.<type>]`: credential defaults, plus optimizer settings kept as given."""
+
+    model_config = ConfigDict(extra="allow")
+    defaults: ProviderTypeDefaults = Field(default_factory=ProviderTypeDefaults)
+
+
+def parse_shorthand(model: str) -> tuple[str, str] | None:
+    """`provider_type::model_name` -> (type, name) for the types that allow it."""
+    provider_type, sep, name = model.partition("::")
+    if not sep or provider_type not in SHORTHAND_PROVIDER_TYPES or not name:
+        return None
+    return provider_type, name
+
+
+def shorthand_model(model: str) -> ModelConfig | None:
+    parsed = parse_shorthand(model)
+    if parsed is None:
+        return None
+    provider_type, name = parsed
+    if provider_type == "openai" and name.startswith("responses::"):
+        provider = {"type": "openai", "model_name": name.removeprefix("responses::"),
+                    "api_type": "responses"}
+    else:
+        provider = {"type": provider_type, "model_name": name}
+    return ModelConfig.model_validate({"routing": [provider_type],
+                                       "providers": {provider_type: provider}})

@@ -1,0 +1,156 @@
+"""Errors that carry TensorZero's status codes and messages, so every layer can raise and the
+HTTP edge only has to serialize."""
+
+from __future__ import annotations
+
+
+class TensorZeroError(Exception):
+    """Base class: `status_code` and `message` become the HTTP response."""
+
+    status_code: int = 500
+
+    def __init__(self, message: str, status_code: int | None = None):
+        super().__init__(message)
+        self.message = message
+        if status_code is not None:
+            self.status_code = status_code
+
+    def __reduce__(self):
+        # Ray pickles exceptions across actors; keep the status code on the way.
+        return (_rebuild_error, (type(self), self.message, self.status_code, self.__dict__))
+
+    def body(self) -> dict:
+        return {"error": self.message}
+
+    @property
+    def retryable(self) -> bool:
+        return True
+
+
+def _rebuild_error(cls, message, status_code, state):
+    error = cls.__new__(cls)
+    Exception.__init__(error, message)
+    error.__dict__.update(state)
+    error.message = message
+    error.status_code = status_code
+    return error
+
+
+class InvalidRequest(TensorZeroError):
+    status_code = 400
+
+
+class InputValidationError(InvalidRequest):
+    def __init__(self, messages: list[str]):
+        super().__init__(f"Input validation failed with messages: {messages}")
+        self.messages = messages
+
+
+class NotFound(TensorZeroError):
+    status_code = 404
+
+
+class UnknownFunction(NotFound):
+    def __init__(self, name: str):
+        super().__init__(f"Unknown function: {name}")
+
+
+class UnknownVariant(NotFound):
+    def __init__(self, name: str):
+        super().__init__(f"Unknown variant: {name}")
+
+
+class UnknownModel(NotFound):
+    def __init__(self, name: str):
+        super().__init__(f"Unknown model: {name}")
+
+
+class RouteNotFound(NotFound):
+    def __init__(self, method: str, path: str):
+        super().__init__(f"Route not found: {method} {path}")
+
+
+class PayloadTooLarge(TensorZeroError):
+    status_code = 413
+
+
+class NotImplementedYet(TensorZeroError):
+    status_code = 501
+
+
+class ApiKeyMissing(InvalidRequest):
+    def __init__(self, provider: str, detail: str):
+        super().__init__(f"API key missing for provider {provider}: {detail}")
+
+    @property
+    def retryable(self) -> bool:
+        return False
+
+
+class ProviderError(TensorZeroError):
+    """One provider attempt failed; `raw_request`/`raw_response` are kept for the caller."""
+
+    status_code = 502
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider_type: str,
+        status_code: int | None = None,
+        raw_request: str | None = None,
+        raw_response: str | None = None,
+        rate_limited: bool = False,
+    ):
+        super().__init__(message, status_code)
+        self.provider_type = provider_type
+        self.raw_request = raw_request
+        self.raw_response = raw_response
+        self.rate_limited = rate_limited
+
+    @property
+    def retryable(self) -> bool:
+        return not self.rate_limited
+
+
+class Timeout(TensorZeroError):
+    status_code = 408
+
+
+class AllModelProvidersFailed(TensorZeroError):
+    def __init__(self, errors: dict[str, TensorZeroError]):
+        joined = ", ".join(f"{name}: {err.message}" for name, err in errors.items())
+        last = list(errors.values())[-1] if errors else None
+        status = 429 if isinstance(last, ProviderError) and last.rate_limited else 500
+        super().__init__(f"All model providers failed to infer with errors: {joined}", status)
+        self.errors = errors
+
+    @property
+    def retryable(self) -> bool:
+        return any(err.retryable for err in self.errors.values())
+
+
+class AllVariantsFailed(TensorZeroError):
+    def __init__(self, errors: dict[str, TensorZeroError]):
+        joined = "\n".join(f"{name}: {err.message}" for name, err in errors.items())
+        last = list(errors.values())[-1] if errors else None
+        status = 429 if last is not None and last.status_code == 429 else 502
+        super().__init__(f"All variants failed with errors: {joined}", status)
+        self.errors = errors
+
+
+class StreamError(TensorZeroError):
+    """An error inside a stream after the first chunk; `fatal` ends the stream."""
+
+    def __init__(self, message: str, *, fatal: bool = False):
+        super().__init__(message, 500)
+        self.fatal = fatal
+
+
+def unwrap(exc: BaseException) -> BaseException:
+    """Ray wraps exceptions raised in other actors; return the original one."""
+    cause = getattr(exc, "cause", None)
+    while cause is not None and isinstance(cause, BaseException) and cause is not exc:
+        exc = cause
+        cause = getattr(exc, "cause", None)
+    return exc

@@ -1,0 +1,268 @@
+"""A model: its providers tried in `routing` order, each bounded by its timeouts (spec §3.8
+steps 1-2), with cost read off the raw provider response (spec §3.17)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from tensorzero_ray.config.models import CostEntry, ModelConfig, Timeouts, shorthand_model
+from tensorzero_ray.errors import AllModelProvidersFailed, ProviderError, StreamError, TensorZeroError, Timeout
+from tensorzero_ray.ids import uuid7
+from tensorzero_ray.providers import CallContext, Provider, build_provider
+from tensorzero_ray.providers.base import lookup_pointer
+from tensorzero_ray.types import ExtraBodyEntry, ExtraHeaderEntry, Usage
+from tensorzero_ray.types.model import ModelInferenceRequest, ModelInferenceResult, ProviderChunk
+
+
+@dataclass
+class RequestExtras:
+    """Per-request credentials and extra_body/extra_headers, before scoping."""
+
+    credentials: dict[str, str] = field(default_factory=dict, repr=False)
+    extra_body: list[ExtraBodyEntry] = field(default_factory=list)
+    extra_headers: list[ExtraHeaderEntry] = field(default_factory=list)
+
+    def context(self, variant: str | None, model: str, provider: str) -> CallContext:
+        def applies(entry) -> bool:
+            return ((entry.variant_name is None or entry.variant_name == variant)
+                    and (entry.model_name is None or entry.model_name == model)
+                    and (entry.provider_name is None or entry.provider_name == provider))
+
+        return CallContext(credentials=self.credentials,
+                           extra_body=[e for e in self.extra_body if applies(e)],
+                           extra_headers=[e for e in self.extra_headers if applies(e)])
+
+
+def _seconds(ms: int | None) -> float | None:
+    return None if ms is None else ms / 1000
+
+
+def compute_cost(entries: list[CostEntry], raw: list[Any], streaming: bool) -> float | None:
+    """Sum of pointer values times rates; a missing required value makes the cost unknown."""
+    if not entries:
+        return None
+    total = 0.0
+    for entry in entries:
+        pointer = entry.pointer or (entry.pointer_streaming if streaming else entry.pointer_nonstreaming)
+        value = None
+        for document in raw:
+            found = lookup_pointer(document, pointer)
+            if isinstance(found, (int, float)) and not isinstance(found, bool):
+                value = found
+        if value is None:
+            if entry.required:
+                return None
+            continue
+        total += value * entry.rate()
+    return round(total, 9)
+
+
+class Model:
+    def __init__(self, name: str, config: ModelConfig, *, outbound_timeout_s: float = 900.0):
+        self.name = name
+        self.config = config
+        self.providers: list[tuple[str, Provider]] = [
+            (p, build_provider(p, config.providers[p], timeout_s=outbound_timeout_s)) for p in config.routing
+        ]
+
+    async def aclose(self) -> None:
+        for _, provider in self.providers:
+            await provider.aclose()
+
+    async def infer(self, request: ModelInferenceRequest, extras: RequestExtras,
+                    variant: str | None = None) -> ModelInferenceResult:
+        try:
+            async with asyncio.timeout(_seconds(self.config.timeouts.non_streaming.total_ms)):
+                return await self._infer_in_order(request, extras, variant)
+        except TimeoutError:
+            raise Timeout(f"Model {self.name} timed out") from None
+
+    async def _infer_in_order(self, request, extras, variant) -> ModelInferenceResult:
+        errors: dict[str, TensorZeroError] = {}
+        for provider_name, provider in self.providers:
+            ctx = extras.context(variant, self.name, provider_name)
+            started = time.monotonic()
+            try:
+                async with asyncio.timeout(_seconds(provider.config.timeouts.non_streaming.total_ms)):
+                    response = await provider.infer(request, ctx)
+            except TimeoutError:
+                errors[provider_name] = ProviderError(
+                    f"Model provider {provider_name} timed out", provider_type=provider.provider_type, status_code=408)
+                continue
+            except TensorZeroError as exc:
+                errors[provider_name] = exc
+                continue
+            elapsed = int((time.monotonic() - started) * 1000)
+            usage = response.usage.model_copy()
+            usage.cost = compute_cost(provider.config.cost, [_json_or_none(response.raw_response)], False)
+            return ModelInferenceResult(
+                id=uuid7(), model_name=self.name, model_provider_name=provider_name,
+                provider_type=provider.provider_type, output=response.content, usage=usage,
+                finish_reason=response.finish_reason, raw_request=response.raw_request,
+                raw_response=response.raw_response, raw_usage=response.raw_usage,
+                system=request.system, input_messages=request.messages, response_time_ms=elapsed,
+            )
+        raise AllModelProvidersFailed(errors)
+
+    async def stream(self, request: ModelInferenceRequest, extras: RequestExtras,
+                     variant: str | None = None) -> "ModelStream":
+        """Start a stream on the first provider that yields a first chunk in time."""
+        try:
+            async with asyncio.timeout(_seconds(self.config.timeouts.streaming.ttft_ms)):
+                return await self._stream_in_order(request, extras, variant)
+        except TimeoutError:
+            raise Timeout(f"Model {self.name} timed out before its first token") from None
+
+    async def _stream_in_order(self, request, extras, variant) -> "ModelStream":
+        errors: dict[str, TensorZeroError] = {}
+        for provider_name, provider in self.providers:
+            ctx = extras.context(variant, self.name, provider_name)
+            started = time.monotonic()
+            iterator = provider.stream(request, ctx).__aiter__()
+            try:
+                async with asyncio.timeout(_seconds(provider.config.timeouts.streaming.ttft_ms)):
+                    first = await iterator.__anext__()
+            except TimeoutError:
+                await _close(iterator)
+                errors[provider_name] = ProviderError(
+                    f"Model provider {provider_name} timed out before its first chunk",
+                    provider_type=provider.provider_type, status_code=408)
+                continue
+            except StopAsyncIteration:
+                errors[provider_name] = ProviderError(
+                    f"Model provider {provider_name} ended the stream without a chunk",
+                    provider_type=provider.provider_type)
+                continue
+            except TensorZeroError as exc:
+                await _close(iterator)
+                errors[provider_name] = exc
+                continue
+            if first.error is not None:
+                await _close(iterator)
+                errors[provider_name] = ProviderError(first.error, provider_type=provider.provider_type)
+                continue
+            deadline = _min_deadline(started, self.config.timeouts, provider.config.timeouts)
+            return ModelStream(self, provider_name, provider, request, ctx, first, iterator, started, deadline)
+        raise AllModelProvidersFailed(errors)
+
+
+class ModelStream:
+    """A started stream: forwards chunks, enforces the total deadline, and keeps what is needed
+    to describe the call afterwards."""
+
+    def __init__(self, model: Model, provider_name: str, provider: Provider, request: ModelInferenceRequest,
+                 ctx: CallContext, first: ProviderChunk, iterator: AsyncIterator[ProviderChunk], started: float,
+                 deadline: float | None):
+        self.model = model
+        self.provider_name = provider_name
+        self.provider = provider
+        self.request = request
+        self.ctx = ctx
+        self._first: ProviderChunk | None = first
+        self._iterator = iterator
+        self._started = started
+        self._deadline = deadline
+        self.ttft_ms = int((time.monotonic() - started) * 1000)
+        self.raw_chunks: list[str] = []
+        self.usage = Usage()
+        self.finish_reason = None
+
+    async def __aiter__(self) -> AsyncIterator[ProviderChunk]:
+        try:
+            if self._first is not None:
+                first, self._first = self._first, None
+                yield self._observe(first)
+            while True:
+                remaining = None if self._deadline is None else self._deadline - time.monotonic()
+                try:
+                    async with asyncio.timeout(remaining):
+                        chunk = await self._iterator.__anext__()
+                except StopAsyncIteration:
+                    return
+                except TimeoutError:
+                    raise StreamError(f"Model provider {self.provider_name} timed out mid-stream", fatal=True) from None
+                except TensorZeroError as exc:
+                    raise StreamError(exc.message, fatal=True) from None
+                yield self._observe(chunk)
+                if chunk.fatal:
+                    return
+        finally:
+            await _close(self._iterator)
+
+    def _observe(self, chunk: ProviderChunk) -> ProviderChunk:
+        if chunk.raw_chunk:
+            self.raw_chunks.append(chunk.raw_chunk)
+        if chunk.usage is not None:
+            self.usage = Usage(
+                input_tokens=chunk.usage.input_tokens if chunk.usage.input_tokens is not None else self.usage.input_tokens,
+                output_tokens=chunk.usage.output_tokens if chunk.usage.output_tokens is not None else self.usage.output_tokens,
+                provider_cache_read_input_tokens=chunk.usage.provider_cache_read_input_tokens,
+                provider_cache_write_input_tokens=chunk.usage.provider_cache_write_input_tokens,
+            )
+        if chunk.finish_reason is not None:
+            self.finish_reason = chunk.finish_reason
+        return chunk
+
+    def final_usage(self) -> Usage:
+        usage = self.usage.model_copy()
+        usage.cost = compute_cost(self.provider.config.cost, [_json_or_none(r) for r in self.raw_chunks], True)
+        return usage
+
+    def result(self, output: list) -> ModelInferenceResult:
+        return ModelInferenceResult(
+            id=uuid7(), model_name=self.model.name, model_provider_name=self.provider_name,
+            provider_type=self.provider.provider_type, output=output, usage=self.final_usage(),
+            finish_reason=self.finish_reason, raw_request=self.ctx.raw_request, raw_response="\n".join(self.raw_chunks), system=self.request.system,
+            input_messages=self.request.messages,
+            response_time_ms=int((time.monotonic() - self._started) * 1000), ttft_ms=self.ttft_ms,
+        )
+
+
+def _min_deadline(started: float, model: Timeouts, provider: Timeouts) -> float | None:
+    totals = [t for t in (model.streaming.total_ms, provider.streaming.total_ms) if t is not None]
+    return started + min(totals) / 1000 if totals else None
+
+
+def _json_or_none(text: str) -> Any:
+    try:
+        return orjson.loads(text)
+    except (orjson.JSONDecodeError, TypeError):
+        return None
+
+
+async def _close(iterator: Any) -> None:
+    close = getattr(iterator, "aclose", None)
+    if close is not None:
+        try:
+            await close()
+        except Exception:  # noqa: BLE001 - closing a broken upstream must not mask the real error
+            pass
+
+
+class ModelRegistry:
+    """Configured models plus `provider::model` shorthands, built once per process so each
+    provider keeps one connection pool."""
+
+    def __init__(self, models: dict[str, ModelConfig], *, outbound_timeout_s: float = 900.0):
+        self._configs = models
+        self._timeout_s = outbound_timeout_s
+        self._models: dict[str, Model] = {}
+
+    def get(self, name: str) -> Model | None:
+        model = self._models.get(name)
+        if model is None:
+            config = self._configs.get(name) or shorthand_model(name)
+            if config is None:
+                return None
+            model = self._models[name] = Model(name, config, outbound_timeout_s=self._timeout_s)
+        return model
+
+    async def aclose(self) -> None:
+        for model in self._models.values():
+            await model.aclose()

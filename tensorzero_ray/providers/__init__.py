@@ -1,0 +1,44 @@
+"""One module per provider type; `build_provider` maps a provider config to its translator."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tensorzero_ray.providers.anthropic import AnthropicProvider
+from tensorzero_ray.providers.base import CallContext, Provider
+from tensorzero_ray.providers.dummy import DummyProvider
+from tensorzero_ray.providers.openai import OpenAIProvider
+from tensorzero_ray.providers.openai_compatible import (
+    AzureProvider,
+    DeepSeekProvider,
+    FireworksProvider,
+    GroqProvider,
+    HyperbolicProvider,
+    MistralProvider,
+    OpenRouterProvider,
+    SGLangProvider,
+    TGIProvider,
+    TogetherProvider,
+    VLLMProvider,
+    XAIProvider,
+)
+
+PROVIDERS: dict[str, type[Provider]] = {
+    cls.provider_type: cls
+    for cls in (
+        OpenAIProvider, AnthropicProvider, DummyProvider, AzureProvider, DeepSeekProvider,
+        FireworksProvider, GroqProvider, HyperbolicProvider, MistralProvider, OpenRouterProvider,
+        SGLangProvider, TGIProvider, TogetherProvider, VLLMProvider, XAIProvider,
+    )
+}
+
+
+def build_provider(name: str, config: Any, *, timeout_s: float) -> Provider:
+    try:
+        cls = PROVIDERS[config.type]
+    except KeyError:
+        raise ValueError(f"provider type `{config.type}` is not supported") from None
+    return cls(name, config, timeout_s=timeout_s)
+
+
+__all__ = ["CallContext", "PROVIDERS", "Provider", "build_provider"]

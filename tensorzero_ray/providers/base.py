@@ -1,0 +1,178 @@
+"""The interface every provider implements, and the plumbing they share: one pooled HTTP
+client per provider, credential lookup, and extra_body/extra_headers patches."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import orjson
+
+from tensorzero_ray.config.credentials import CredentialLocation, resolve_credential
+from tensorzero_ray.errors import ProviderError
+from tensorzero_ray.types import ExtraBodyEntry, ExtraHeaderEntry
+from tensorzero_ray.types.model import ModelInferenceRequest, ProviderChunk, ProviderResponse
+
+
+@dataclass
+class CallContext:
+    """Per-request facts a provider needs beyond the rendered request."""
+
+    credentials: dict[str, str] = field(default_factory=dict, repr=False)
+    extra_body: list[ExtraBodyEntry] = field(default_factory=list)
+    extra_headers: list[ExtraHeaderEntry] = field(default_factory=list)
+    raw_request: str = ""
+
+
+class Provider(abc.ABC):
+    """Translates a `ModelInferenceRequest` into one provider's wire format and back."""
+
+    provider_type: str = ""
+
+    def __init__(self, name: str, config: Any, *, timeout_s: float = 900.0):
+        self.name = name
+        self.config = config
+        self._timeout_s = timeout_s
+        self._client: httpx.AsyncClient | None = None
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = httpx.AsyncClient(
+                timeout=httpx.Timeout(self._timeout_s, connect=min(self._timeout_s, 30.0)),
+                limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200),
+            )
+        return self._client
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    @abc.abstractmethod
+    async def infer(self, request: ModelInferenceRequest, ctx: CallContext) -> ProviderResponse:
+        ...
+
+    @abc.abstractmethod
+    def stream(self, request: ModelInferenceRequest, ctx: CallContext) -> AsyncIterator[ProviderChunk]:
+        """An async iterator of chunks; errors before the first chunk are raised from it."""
+
+    def api_key(self, default: CredentialLocation, ctx: CallContext) -> str | None:
+        location = self.config.api_key_location or default
+        secret = resolve_credential(location, ctx.credentials, self.provider_type)
+        return None if secret is None else secret.get_secret_value()
+
+    def patch_body(self, body: dict[str, Any], request: ModelInferenceRequest, ctx: CallContext) -> dict:
+        """extra_body from variant < provider config < request (spec §3.16)."""
+        for entry in [*request.extra_body, *self.config.extra_body, *ctx.extra_body]:
+            apply_pointer(body, entry.pointer, entry.value, delete=bool(entry.delete))
+        return body
+
+    def patch_headers(self, headers: dict[str, str], request: ModelInferenceRequest, ctx: CallContext) -> dict:
+        for entry in [*request.extra_headers, *self.config.extra_headers, *ctx.extra_headers]:
+            if entry.delete:
+                headers.pop(entry.name, None)
+            elif entry.value is not None:
+                headers[entry.name] = entry.value
+        return headers
+
+    def error(self, message: str, **kwargs) -> ProviderError:
+        return ProviderError(message, provider_type=self.provider_type, **kwargs)
+
+    async def post_json(self, url: str, body: dict, headers: dict[str, str]) -> tuple[str, str, Any]:
+        """POST and return (raw request, raw response, parsed JSON); HTTP failures raise
+        `ProviderError` with the upstream status."""
+        raw_request = orjson.dumps(body).decode()
+        try:
+            response = await self.client.post(url, content=raw_request, headers=headers)
+        except httpx.TimeoutException:
+            raise self.error(f"Error from {self.provider_type} client: request timed out",
+                             raw_request=raw_request) from None
+        except httpx.HTTPError as exc:
+            raise self.error(f"Error from {self.provider_type} client: {exc!r}",
+                             raw_request=raw_request) from None
+        raw_response = response.text
+        if response.status_code >= 400:
+            raise self.http_error(response.status_code, raw_request, raw_response)
+        try:
+            return raw_request, raw_response, orjson.loads(raw_response)
+        except orjson.JSONDecodeError:
+            raise self.error(f"Error from {self.provider_type} server: response is not JSON",
+                             raw_request=raw_request, raw_response=raw_response) from None
+
+    def http_error(self, status: int, raw_request: str, raw_response: str) -> ProviderError:
+        return self.error(
+            f"Error from {self.provider_type} server: HTTP {status}: {raw_response[:1000]}",
+            status_code=status if status in (400, 401, 403, 404, 408, 429) else 502,
+            raw_request=raw_request,
+            raw_response=raw_response,
+            rate_limited=status == 429,
+        )
+
+    async def sse_events(self, url: str, body: dict, headers: dict[str, str],
+                         ctx: CallContext) -> AsyncIterator[str]:
+        """POST, then yield each SSE `data:` payload; the first `anext` raises on HTTP errors."""
+        raw_request = ctx.raw_request = orjson.dumps(body).decode()
+        try:
+            async with self.client.stream("POST", url, content=raw_request, headers=headers) as response:
+                if response.status_code >= 400:
+                    text = (await response.aread()).decode(errors="replace")
+                    raise self.http_error(response.status_code, raw_request, text)
+                data: list[str] = []
+                async for line in response.aiter_lines():
+                    if line.startswith("data:"):
+                        data.append(line[5:].lstrip(" "))
+                    elif not line and data:
+                        yield "\n".join(data)
+                        data = []
+                if data:
+                    yield "\n".join(data)
+        except httpx.TimeoutException:
+            raise self.error(f"Error from {self.provider_type} client: stream timed out",
+                             raw_request=raw_request) from None
+        except httpx.HTTPError as exc:
+            raise self.error(f"Error from {self.provider_type} client: {exc!r}",
+                             raw_request=raw_request) from None
+
+
+def apply_pointer(body: dict[str, Any], pointer: str, value: Any, *, delete: bool = False) -> None:
+    """Set or delete at a JSON pointer, creating intermediate objects; `-` appends."""
+    if not pointer.startswith("/"):
+        raise ValueError(f"JSON pointer must start with `/`: {pointer}")
+    parts = [p.replace("~1", "/").replace("~0", "~") for p in pointer[1:].split("/")]
+    node: Any = body
+    for part in parts[:-1]:
+        if isinstance(node, list):
+            node = node[int(part)]
+        else:
+            node = node.setdefault(part, {})
+    last = parts[-1]
+    if isinstance(node, list):
+        if delete:
+            if last != "-" and int(last) < len(node):
+                node.pop(int(last))
+        elif last == "-":
+            node.append(value)
+        else:
+            node[int(last)] = value
+    elif delete:
+        node.pop(last, None)
+    else:
+        node[last] = value
+
+
+def lookup_pointer(data: Any, pointer: str) -> Any:
+    """The value at a JSON pointer, or None when absent."""
+    node = data
+    for part in pointer.lstrip("/").split("/") if pointer else []:
+        part = part.replace("~1", "/").replace("~0", "~")
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return None
+    return node

@@ -1,0 +1,63 @@
+"""The Serve application: a Gateway ingress plus one FunctionRouter deployment per function.
+`build_app` is what `serve run` / `serve deploy` import (see deployments/)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from ray import serve
+from ray.serve import Application
+
+from tensorzero_ray.config import Config, load_config
+from tensorzero_ray.serve.function_router import DEFAULT_FUNCTION, FunctionRouter
+from tensorzero_ray.serve.gateway import create_app
+from tensorzero_ray.serve.routers import DeploymentRouters, LocalRouters
+
+ROUTER_AUTOSCALING = {"min_replicas": 1, "max_replicas": 4, "target_ongoing_requests": 64}
+
+
+class Gateway:
+    """Serve ingress; routers are handles to FunctionRouter deployments, or None to run the
+    routers inside this replica."""
+
+    def __init__(self, config: Config, router_handles: dict[str, Any] | None = None):
+        self._routers = DeploymentRouters(router_handles) if router_handles else LocalRouters(config)
+        self._app = create_app(config, self._routers)
+
+    def __serve_build_asgi_app__(self):
+        return self._app
+
+
+GatewayDeployment = serve.deployment(
+    serve.ingress()(Gateway), name="Gateway", max_ongoing_requests=1000,
+)
+FunctionRouterDeployment = serve.deployment(
+    FunctionRouter, max_ongoing_requests=1000, autoscaling_config=ROUTER_AUTOSCALING,
+)
+
+
+def router_deployment_name(function_name: str) -> str:
+    return "FunctionRouter-" + re.sub(r"[^A-Za-z0-9_-]", "_", function_name)
+
+
+def build_application(config: Config, *, routers: str = "deployments") -> Application:
+    if routers not in ("deployments", "in_process"):
+        raise ValueError(f"routers must be `deployments` or `in_process`, not `{routers}`")
+    if routers == "in_process":
+        return GatewayDeployment.bind(config, None)
+    handles = {
+        name: FunctionRouterDeployment.options(name=router_deployment_name(name)).bind(config, name)
+        for name in [*config.functions, DEFAULT_FUNCTION]
+    }
+    return GatewayDeployment.bind(config, handles)
+
+
+def build_app(args: dict[str, Any]) -> Application:
+    """Entry point for Serve config files: `args: {config: PATH, routers: deployments|in_process}`."""
+    unknown = set(args) - {"config", "routers"}
+    if unknown:
+        raise ValueError(f"unknown application args: {sorted(unknown)}")
+    if "config" not in args:
+        raise ValueError("application args need `config`: a tensorzero.toml path or glob")
+    return build_application(load_config(args["config"]), routers=args.get("routers", "deployments"))

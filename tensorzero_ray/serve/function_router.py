@@ -1,0 +1,318 @@
+"""The FunctionRouter: for one function, validate the input, choose a variant, run it with
+fallback to the others, and shape the response or the SSE stream (spec §1.1, §3.8).
+
+It is a plain class so it can run as its own Serve deployment (one per function, autoscaled)
+or inside the Gateway replica; both call the same methods."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import AsyncIterator
+
+import orjson
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+
+from tensorzero_ray.config import Config
+from tensorzero_ray.config.functions import ChatFunctionConfig, JsonFunctionConfig
+from tensorzero_ray.config.variants import ChatCompletionVariantConfig
+from tensorzero_ray.errors import (
+    AllVariantsFailed,
+    InvalidRequest,
+    NotImplementedYet,
+    StreamError,
+    TensorZeroError,
+    UnknownFunction,
+    UnknownModel,
+    UnknownVariant,
+)
+from tensorzero_ray.experimentation.sampling import VariantSampler, build_sampler, episode_draw
+from tensorzero_ray.ids import uuid7
+from tensorzero_ray.inference.input import InputValidator
+from tensorzero_ray.inference.model import ModelRegistry, ModelStream, RequestExtras
+from tensorzero_ray.inference.output import ChunkAggregator, json_output
+from tensorzero_ray.inference.schemas import SchemaValidator
+from tensorzero_ray.inference.tools import ToolCallValidator, ToolCatalog
+from tensorzero_ray.types import (
+    ChatChunk,
+    ChatInferenceResponse,
+    InferenceRequest,
+    InferenceResponse,
+    JsonChunk,
+    JsonInferenceResponse,
+    RawResponseEntry,
+    RawUsageEntry,
+    TextChunk,
+    ToolCallChunk,
+    ToolCallOutput,
+    Usage,
+)
+from tensorzero_ray.types.model import ModelInferenceResult
+from tensorzero_ray.variants.base import InferenceCall, NotServedVariant, Variant
+from tensorzero_ray.variants.chat_completion import ChatCompletionVariant
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_FUNCTION = "tensorzero::default"
+DONE_EVENT = b"data: [DONE]\n\n"
+
+
+def sse_event(payload: dict) -> bytes:
+    return b"data: " + orjson.dumps(payload) + b"\n\n"
+
+
+class FunctionRouter:
+    def __init__(self, config: Config, function_name: str, models: ModelRegistry | None = None):
+        self.function_name = function_name
+        self.models = models or ModelRegistry(
+            config.models, outbound_timeout_s=config.gateway.global_outbound_http_timeout_ms / 1000)
+        self._fs_base = (config.gateway.template_filesystem_access.base_path
+                         if config.gateway.template_filesystem_access.enabled else None)
+        self.tools = ToolCatalog(config.tools)
+        if function_name == DEFAULT_FUNCTION:
+            self.function = ChatFunctionConfig(type="chat")
+        elif function_name in config.functions:
+            self.function = config.functions[function_name]
+        else:
+            raise UnknownFunction(function_name)
+        self.input_validator = InputValidator(self.function.schema_files())
+        self._schema_names = set(self.function.schema_files())
+        self.variants: dict[str, Variant] = {
+            name: self._build_variant(name, variant) for name, variant in self.function.variants.items()
+        }
+        experimentation = self.function.experimentation
+        self.sampler = build_sampler(function_name, self.function.variants, experimentation)
+        self.namespace_samplers: dict[str, VariantSampler] = {
+            ns: build_sampler(function_name, self.function.variants, sub)
+            for ns, sub in (experimentation.namespaces.items() if experimentation else [])
+        }
+        self._output_validator = (SchemaValidator(self.function.output_schema_dict())
+                                  if isinstance(self.function, JsonFunctionConfig) else None)
+
+    def _build_variant(self, name: str, config) -> Variant:
+        if not isinstance(config, ChatCompletionVariantConfig):
+            return NotServedVariant(name, config.type)
+        model = self.models.get(config.model)
+        if model is None:
+            raise UnknownModel(config.model)
+        return ChatCompletionVariant(name, config, model, self._schema_names, self._fs_base)
+
+    async def aclose(self) -> None:
+        await self.models.aclose()
+
+    # --- the two entry points -------------------------------------------------------------
+
+    async def infer(self, request: InferenceRequest) -> InferenceResponse:
+        plan = self._plan(request)
+        errors: dict[str, TensorZeroError] = {}
+        for name, variant in plan.variants():
+            try:
+                results = await variant.infer(plan.call)
+            except TensorZeroError as exc:
+                errors[name] = exc
+                plan.failed(name)
+                logger.warning("variant %s of %s failed: %s", name, self.function_name, exc.message)
+                continue
+            return self._response(request, plan, name, results)
+        raise plan.exhausted(errors)
+
+    async def stream(self, request: InferenceRequest) -> AsyncIterator[bytes]:
+        """SSE events as bytes. Errors before the first chunk are raised from the first
+        `anext`, so the gateway can answer with a plain error response; later ones become
+        error events."""
+        plan = self._plan(request)
+        errors: dict[str, TensorZeroError] = {}
+        for name, variant in plan.variants():
+            try:
+                model_stream = await variant.stream(plan.call)
+            except TensorZeroError as exc:
+                errors[name] = exc
+                plan.failed(name)
+                logger.warning("variant %s of %s failed: %s", name, self.function_name, exc.message)
+                continue
+            async for event in self._events(request, plan, name, model_stream):
+                yield event
+            return
+        raise plan.exhausted(errors)
+
+    # --- planning ---------------------------------------------------------------------------
+
+    def _plan(self, request: InferenceRequest) -> "_Plan":
+        if request.cache_options.enabled != "off":
+            raise NotImplementedYet("The inference cache is not available yet; send cache_options.enabled = \"off\"")
+        if request.internal_dynamic_variant_config is not None:
+            raise NotImplementedYet("`internal_dynamic_variant_config` is not supported yet")
+        if request.include_aggregated_response and not request.stream:
+            raise InvalidRequest("`include_aggregated_response` requires `stream: true`")
+        is_json = isinstance(self.function, JsonFunctionConfig)
+        if request.output_schema is not None and not is_json:
+            raise InvalidRequest("`output_schema` is only allowed for JSON functions")
+        if is_json and (request.allowed_tools or request.additional_tools):
+            raise InvalidRequest("Tools are not allowed for JSON functions")
+        self.input_validator.validate(request.input)
+        output_schema = None
+        output_validator = self._output_validator
+        if is_json:
+            output_schema = request.output_schema if request.output_schema is not None \
+                else self.function.output_schema_dict()
+            if request.output_schema is not None:
+                output_validator = _dynamic_validator(request.output_schema)
+        tool_settings = None if is_json else self.tools.settings(
+            self.function if self.function_name != DEFAULT_FUNCTION else None, request)
+        call = InferenceCall(
+            function_type="json" if is_json else "chat",
+            system=request.input.system,
+            messages=request.input.messages,
+            params=request.params.chat_completion,
+            output_schema=output_schema,
+            tool_settings=tool_settings,
+            extras=RequestExtras(credentials=request.credentials, extra_body=request.extra_body,
+                                 extra_headers=request.extra_headers),
+        )
+        episode_id = uuid.UUID(request.episode_id) if request.episode_id else uuid7()
+        return _Plan(self, request, call, episode_id, output_validator, ToolCallValidator(tool_settings))
+
+    # --- shaping ----------------------------------------------------------------------------
+
+    def _response(self, request: InferenceRequest, plan: "_Plan", variant_name: str,
+                  results: list[ModelInferenceResult]) -> InferenceResponse:
+        final = results[-1]
+        usage = Usage(input_tokens=0, output_tokens=0)
+        for result in results:
+            usage = usage + result.usage
+        common = dict(
+            inference_id=plan.inference_id, episode_id=plan.episode_id, variant_name=variant_name,
+            usage=usage, finish_reason=final.finish_reason,
+        )
+        if request.include_raw_response:
+            common["raw_response"] = [RawResponseEntry(model_inference_id=r.id, provider_type=r.provider_type,
+                                                       data=r.raw_response) for r in results]
+        if request.include_original_response:
+            common["original_response"] = final.raw_response
+        if request.include_raw_usage:
+            common["raw_usage"] = [RawUsageEntry(model_inference_id=r.id, provider_type=r.provider_type,
+                                                 data=r.raw_usage) for r in results]
+        if plan.call.function_type == "json":
+            return JsonInferenceResponse(output=json_output(final.output, plan.output_validator), **common)
+        content = [plan.tool_validator.validate(b) if isinstance(b, ToolCallOutput) else b for b in final.output]
+        return ChatInferenceResponse(content=content, **common)
+
+    async def _events(self, request: InferenceRequest, plan: "_Plan", variant_name: str,
+                      model_stream: ModelStream) -> AsyncIterator[bytes]:
+        base = {"inference_id": str(plan.inference_id), "episode_id": str(plan.episode_id),
+                "variant_name": variant_name}
+        is_json = plan.call.function_type == "json"
+        aggregator = ChunkAggregator()
+        try:
+            async for chunk in model_stream:
+                if chunk.error is not None:
+                    event = {"error": chunk.error}
+                    if request.include_raw_response and chunk.raw_chunk:
+                        event["raw_chunk"] = chunk.raw_chunk
+                    yield sse_event(event)
+                    if chunk.fatal:
+                        break
+                    continue
+                for piece in chunk.content:
+                    aggregator.add(piece)
+                if not chunk.content:
+                    continue
+                event = dict(base)
+                if is_json:
+                    text = "".join(p.text if isinstance(p, TextChunk) else p.raw_arguments
+                                   for p in chunk.content if isinstance(p, (TextChunk, ToolCallChunk)))
+                    if not text:
+                        continue
+                    event["raw"] = text
+                else:
+                    event["content"] = [p.model_dump(exclude_none=True) for p in chunk.content]
+                if request.include_raw_response:
+                    event["raw_chunk"] = chunk.raw_chunk
+                if request.include_original_response:
+                    event["original_chunk"] = chunk.raw_chunk
+                yield sse_event(event)
+        except StreamError as exc:
+            yield sse_event({"error": exc.message})
+        else:
+            yield sse_event(self._final_event(request, plan, base, model_stream, aggregator))
+        yield DONE_EVENT
+
+    def _final_event(self, request, plan, base, model_stream: ModelStream, aggregator: ChunkAggregator) -> dict:
+        usage = model_stream.final_usage()
+        final_model = JsonChunk if plan.call.function_type == "json" else ChatChunk
+        fields = {**base, "usage": usage, "finish_reason": model_stream.finish_reason}
+        fields.update({"raw": ""} if final_model is JsonChunk else {"content": []})
+        if request.include_raw_usage:
+            result = model_stream.result(aggregator.blocks())
+            fields["raw_usage"] = [RawUsageEntry(model_inference_id=result.id, provider_type=result.provider_type,
+                                                 data=None)]
+        if request.include_aggregated_response:
+            blocks = aggregator.blocks()
+            if plan.call.function_type == "json":
+                fields["aggregated_response"] = {"output": json_output(blocks, plan.output_validator).model_dump()}
+            else:
+                content = [plan.tool_validator.validate(b) if isinstance(b, ToolCallOutput) else b for b in blocks]
+                fields["aggregated_response"] = {"content": [b.model_dump(mode="json", exclude_none=True)
+                                                             for b in content]}
+        return final_model(**fields).model_dump(mode="json")
+
+
+class _Plan:
+    """The order in which variants are tried for one request: the pinned one alone, or the
+    sampler's choice, then re-sampling with the same draw among those left (spec §8.1)."""
+
+    def __init__(self, router: FunctionRouter, request: InferenceRequest, call: InferenceCall,
+                 episode_id: uuid.UUID, output_validator, tool_validator: ToolCallValidator):
+        self.router = router
+        self.call = call
+        self.episode_id = episode_id
+        self.inference_id = uuid7()
+        self.output_validator = output_validator
+        self.tool_validator = tool_validator
+        self.pinned = request.variant_name
+        if self.pinned is not None:
+            self._ensure_variant(self.pinned)
+        self.sampler = router.namespace_samplers.get(request.namespace or "", router.sampler)
+        self.active = set(router.variants)
+        self.u = episode_draw(router.function_name, episode_id)
+
+    def _ensure_variant(self, name: str) -> None:
+        if name in self.router.variants:
+            return
+        if self.router.function_name == DEFAULT_FUNCTION:
+            model = self.router.models.get(name)
+            if model is None:
+                raise UnknownModel(name)
+            config = ChatCompletionVariantConfig(type="chat_completion", model=name)
+            self.router.variants[name] = ChatCompletionVariant(name, config, model, set())
+            return
+        raise UnknownVariant(name)
+
+    def variants(self):
+        if self.pinned is not None:
+            yield self.pinned, self.router.variants[self.pinned]
+            return
+        if not self.active:
+            raise InvalidRequest(f"Function `{self.router.function_name}` has no variants")
+        while True:
+            name = self.sampler.choose(self.u, self.active)
+            if name is None:
+                return
+            yield name, self.router.variants[name]
+
+    def failed(self, name: str) -> None:
+        self.active.discard(name)
+
+    def exhausted(self, errors: dict[str, TensorZeroError]) -> TensorZeroError:
+        if self.pinned is not None and len(errors) == 1:
+            return next(iter(errors.values()))
+        return AllVariantsFailed(errors)
+
+
+def _dynamic_validator(schema: dict) -> SchemaValidator:
+    try:
+        Draft202012Validator.check_schema(schema)
+    except SchemaError as exc:
+        raise InvalidRequest(f"Invalid `output_schema`: {exc.message}") from None
+    return SchemaValidator(schema)

@@ -1,0 +1,77 @@
+"""How the Gateway reaches the FunctionRouters: through Serve deployment handles (one
+deployment per function), or in the Gateway's own process. One switch picks; the benchmark
+prices the hop."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any, Protocol
+
+from tensorzero_ray.config import Config
+from tensorzero_ray.errors import UnknownFunction
+from tensorzero_ray.inference.model import ModelRegistry
+from tensorzero_ray.serve.function_router import DEFAULT_FUNCTION, FunctionRouter
+from tensorzero_ray.types import InferenceRequest, InferenceResponse
+
+
+class Routers(Protocol):
+    async def infer(self, function_name: str, request: InferenceRequest) -> InferenceResponse: ...
+
+    def stream(self, function_name: str, request: InferenceRequest) -> AsyncIterator[bytes]: ...
+
+    def knows(self, function_name: str) -> bool: ...
+
+
+class LocalRouters:
+    """Every FunctionRouter in this process, sharing one model registry (one pool per provider)."""
+
+    def __init__(self, config: Config):
+        models = ModelRegistry(config.models,
+                               outbound_timeout_s=config.gateway.global_outbound_http_timeout_ms / 1000)
+        self._routers = {name: FunctionRouter(config, name, models)
+                         for name in [*config.functions, DEFAULT_FUNCTION]}
+        self._models = models
+
+    def knows(self, function_name: str) -> bool:
+        return function_name in self._routers
+
+    def _router(self, function_name: str) -> FunctionRouter:
+        try:
+            return self._routers[function_name]
+        except KeyError:
+            raise UnknownFunction(function_name) from None
+
+    async def infer(self, function_name: str, request: InferenceRequest) -> InferenceResponse:
+        return await self._router(function_name).infer(request)
+
+    def stream(self, function_name: str, request: InferenceRequest) -> AsyncIterator[bytes]:
+        return self._router(function_name).stream(request)
+
+    async def aclose(self) -> None:
+        await self._models.aclose()
+
+
+class DeploymentRouters:
+    """FunctionRouters as Serve deployments, reached through their handles."""
+
+    def __init__(self, handles: dict[str, Any]):
+        self._handles = handles
+        self._streaming = {name: handle.options(stream=True) for name, handle in handles.items()}
+
+    def knows(self, function_name: str) -> bool:
+        return function_name in self._handles
+
+    async def infer(self, function_name: str, request: InferenceRequest) -> InferenceResponse:
+        handle = self._handles.get(function_name)
+        if handle is None:
+            raise UnknownFunction(function_name)
+        return await handle.infer.remote(request)
+
+    def stream(self, function_name: str, request: InferenceRequest) -> AsyncIterator[bytes]:
+        handle = self._streaming.get(function_name)
+        if handle is None:
+            raise UnknownFunction(function_name)
+        return handle.stream.remote(request)
+
+    async def aclose(self) -> None:
+        return None

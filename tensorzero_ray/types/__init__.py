@@ -1,0 +1,47 @@
+"""One set of types for the API, the clients and the store."""
+
+from tensorzero_ray.types.content import (
+    Block,
+    ContentChunk,
+    File,
+    InputContentBlock,
+    OutputContentBlock,
+    RawText,
+    Template,
+    Text,
+    TextChunk,
+    Thought,
+    ThoughtChunk,
+    ToolCall,
+    ToolCallChunk,
+    ToolCallOutput,
+    ToolResult,
+    Unknown,
+    UnknownChunk,
+)
+from tensorzero_ray.types.inference import (
+    ChatChunk,
+    ChatCompletionParams,
+    ChatInferenceResponse,
+    ExtraBodyEntry,
+    ExtraHeaderEntry,
+    FinishReason,
+    FunctionTool,
+    InferenceChunk,
+    InferenceParams,
+    InferenceRequest,
+    InferenceResponse,
+    Input,
+    InputMessage,
+    JsonChunk,
+    JsonInferenceResponse,
+    JsonMode,
+    JsonOutput,
+    RawResponseEntry,
+    RawUsageEntry,
+    SpecificToolChoice,
+    ToolChoice,
+    Usage,
+)
+
+__all__ = [name for name in dir() if not name.startswith("_")]

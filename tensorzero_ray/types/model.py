@@ -1,0 +1,114 @@
+"""What a variant asks of a model and what a model answers: provider-neutral shapes."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tensorzero_ray.types.content import (
+    ContentChunk,
+    File,
+    Text,
+    Thought,
+    ToolCall,
+    ToolCallOutput,
+    ToolResult,
+    Unknown,
+)
+from tensorzero_ray.types.inference import (
+    ExtraBodyEntry,
+    ExtraHeaderEntry,
+    FinishReason,
+    JsonMode,
+    SpecificToolChoice,
+    Usage,
+)
+
+RequestBlock = Union[Text, ToolCall, ToolResult, Thought, File, Unknown]
+ResponseBlock = Union[Text, ToolCallOutput, Thought, Unknown]
+
+
+class RequestMessage(BaseModel):
+    role: Literal["user", "assistant"]
+    content: list[RequestBlock]
+
+
+class ToolDefinition(BaseModel):
+    name: str
+    description: str = ""
+    parameters: dict[str, Any]
+    strict: bool = False
+
+
+class ToolSettings(BaseModel):
+    tools: list[ToolDefinition] = Field(default_factory=list)
+    tool_choice: Literal["none", "auto", "required"] | SpecificToolChoice = "auto"
+    parallel_tool_calls: bool | None = None
+    allowed_tool_names: list[str] | None = None
+
+
+class ModelInferenceRequest(BaseModel):
+    """A fully rendered request: templates applied, parameters merged."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    function_type: Literal["chat", "json"] = "chat"
+    system: str | None = None
+    messages: list[RequestMessage] = Field(default_factory=list)
+    temperature: float | None = None
+    max_tokens: int | None = None
+    seed: int | None = None
+    top_p: float | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    stop_sequences: list[str] | None = None
+    reasoning_effort: str | None = None
+    service_tier: str | None = None
+    thinking_budget_tokens: int | None = None
+    verbosity: str | None = None
+    json_mode: JsonMode = "off"
+    output_schema: dict[str, Any] | None = None
+    tool_settings: ToolSettings | None = None
+    stream: bool = False
+    extra_body: list[ExtraBodyEntry] = Field(default_factory=list)
+    extra_headers: list[ExtraHeaderEntry] = Field(default_factory=list)
+
+
+class ProviderResponse(BaseModel):
+    content: list[ResponseBlock]
+    usage: Usage = Field(default_factory=Usage)
+    finish_reason: FinishReason | None = None
+    raw_request: str
+    raw_response: str
+    raw_usage: Any = None
+
+
+class ProviderChunk(BaseModel):
+    content: list[ContentChunk] = Field(default_factory=list)
+    usage: Usage | None = None
+    finish_reason: FinishReason | None = None
+    raw_chunk: str = ""
+    raw_usage: Any = None
+    error: str | None = None
+    fatal: bool = False
+
+
+class ModelInferenceResult(BaseModel):
+    """One model call as it will be stored (a ModelInference row)."""
+
+    id: uuid.UUID
+    model_name: str
+    model_provider_name: str
+    provider_type: str
+    output: list[ResponseBlock]
+    usage: Usage
+    finish_reason: FinishReason | None = None
+    raw_request: str
+    raw_response: str
+    raw_usage: Any = None
+    system: str | None = None
+    input_messages: list[RequestMessage] = Field(default_factory=list)
+    response_time_ms: int
+    ttft_ms: int | None = None

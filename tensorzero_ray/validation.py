@@ -1,0 +1,37 @@
+"""Pydantic validation errors as messages that name the key a person wrote."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+
+
+def key_path(data: Any, loc: tuple) -> tuple[str, ...]:
+    """Pydantic's error location without union-member and tag segments, which are not keys."""
+    out: list[str] = []
+    node = data
+    for index, part in enumerate(loc):
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            node = node[part]
+        elif index == len(loc) - 1 and isinstance(part, str):
+            node = None  # a missing key: not in the data, still the key to name
+        else:
+            continue
+        out.append(str(part))
+    return tuple(out)
+
+
+def describe(error: dict) -> str:
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "missing":
+        return "missing required key"
+    return error["msg"].removeprefix("Value error, ")
+
+
+def problems(exc: ValidationError, data: Any) -> list[tuple[tuple[str, ...], str]]:
+    return [(key_path(data, err["loc"]), describe(err)) for err in exc.errors()]

@@ -1,0 +1,115 @@
+"""`chat_completion`: render templates, merge parameters, call one model; retried with
+exponential backoff and jitter, bounded by the variant's timeouts (spec §3.7, §3.8 step 3)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from tensorzero_ray.config.variants import ROLE_TEMPLATES, ChatCompletionSettings
+from tensorzero_ray.errors import InvalidRequest, TensorZeroError, Timeout
+from tensorzero_ray.inference.model import Model, ModelStream
+from tensorzero_ray.inference.templates import TemplateRenderer
+from tensorzero_ray.types import (
+    InputMessage,
+    RawText,
+    Template,
+    Text,
+)
+from tensorzero_ray.types.model import ModelInferenceRequest, ModelInferenceResult, RequestMessage
+from tensorzero_ray.variants.base import InferenceCall, Variant
+
+T = TypeVar("T")
+
+_PARAMS = ("temperature", "max_tokens", "seed", "top_p", "presence_penalty", "frequency_penalty",
+           "stop_sequences", "reasoning_effort", "service_tier", "thinking_budget_tokens", "verbosity")
+
+
+class ChatCompletionVariant(Variant):
+    def __init__(self, name: str, config: ChatCompletionSettings, model: Model,
+                 schema_names: set[str], filesystem_base: str | None = None):
+        super().__init__(name)
+        self.config = config
+        self.model = model
+        self.renderer = TemplateRenderer(config.template_texts(), filesystem_base)
+        # Legacy role templates wrap plain text of their role when the role has no schema.
+        legacy = {role for role in ROLE_TEMPLATES
+                  if getattr(config, f"{role}_template") is not None
+                  or (config.input_wrappers is not None and getattr(config.input_wrappers, role) is not None)}
+        self._wrapping_roles = legacy - schema_names
+
+    def prepare(self, call: InferenceCall) -> ModelInferenceRequest:
+        params = {key: getattr(self.config, key) for key in _PARAMS}
+        params.update(call.params.model_dump(exclude_none=True, exclude={"json_mode"}))
+        json_mode = call.params.json_mode or self.config.json_mode or (
+            "strict" if call.function_type == "json" else "off")
+        return ModelInferenceRequest(
+            function_type=call.function_type,
+            system=self._system(call.system),
+            messages=[self._message(m) for m in call.messages],
+            json_mode=json_mode,
+            output_schema=call.output_schema,
+            tool_settings=call.tool_settings,
+            extra_body=self.config.extra_body,
+            extra_headers=self.config.extra_headers,
+            **params,
+        )
+
+    def _system(self, system) -> str | None:
+        if system is None:
+            return None
+        if isinstance(system, dict):
+            if not self.renderer.has("system"):
+                raise InvalidRequest(f"Variant `{self.name}` has no `system` template for the object in `input.system`")
+            return self.renderer.render("system", system)
+        if "system" in self._wrapping_roles:
+            return self.renderer.render("system", {"system_text": system})
+        return system
+
+    def _message(self, message: InputMessage) -> RequestMessage:
+        blocks = []
+        for block in message.normalized_blocks():
+            if isinstance(block, Template):
+                if not self.renderer.has(block.name):
+                    raise InvalidRequest(f"Variant `{self.name}` has no template named `{block.name}`")
+                blocks.append(Text(text=self.renderer.render(block.name, block.arguments)))
+            elif isinstance(block, Text) and message.role in self._wrapping_roles:
+                blocks.append(Text(text=self.renderer.render(message.role, {f"{message.role}_text": block.text})))
+            elif isinstance(block, RawText):
+                blocks.append(Text(text=block.value))
+            else:
+                blocks.append(block)
+        return RequestMessage(role=message.role, content=blocks)
+
+    async def infer(self, call: InferenceCall) -> list[ModelInferenceResult]:
+        request = self.prepare(call)
+        timeout = self.config.timeouts.non_streaming.total_ms
+        result = await self._bounded(lambda: self.model.infer(request, call.extras, self.name), timeout)
+        return [result]
+
+    async def stream(self, call: InferenceCall) -> ModelStream:
+        request = self.prepare(call).model_copy(update={"stream": True})
+        timeout = self.config.timeouts.streaming.ttft_ms
+        return await self._bounded(lambda: self.model.stream(request, call.extras, self.name), timeout)
+
+    async def _bounded(self, attempt: Callable[[], Awaitable[T]], timeout_ms: int | None) -> T:
+        try:
+            async with asyncio.timeout(None if timeout_ms is None else timeout_ms / 1000):
+                return await retry(attempt, self.config.retries.num_retries, self.config.retries.max_delay_s)
+        except TimeoutError:
+            raise Timeout(f"Variant {self.name} timed out") from None
+
+
+async def retry(attempt: Callable[[], Awaitable[T]], num_retries: int, max_delay_s: float) -> T:
+    """Exponential backoff (0.1 s, doubling) with full jitter, capped at `max_delay_s`."""
+    tries = 0
+    while True:
+        try:
+            return await attempt()
+        except TensorZeroError as exc:
+            if tries >= num_retries or not exc.retryable:
+                raise
+            await asyncio.sleep(random.uniform(0, min(max_delay_s, 0.1 * 2**tries)))
+            tries += 1
