@@ -15,6 +15,9 @@ from tensorzero_ray.serve.gateway import create_app
 from tensorzero_ray.serve.routers import DeploymentRouters, LocalRouters
 
 ROUTER_AUTOSCALING = {"min_replicas": 1, "max_replicas": 4, "target_ongoing_requests": 64}
+# The gateway and routers wait on the network, not the CPU: a fraction of a core each lets a
+# small machine hold every function's router. Override per deployment in the Serve YAML.
+ACTOR_OPTIONS = {"num_cpus": 0.1}
 
 
 class Gateway:
@@ -30,10 +33,11 @@ class Gateway:
 
 
 GatewayDeployment = serve.deployment(
-    serve.ingress()(Gateway), name="Gateway", max_ongoing_requests=1000,
+    serve.ingress()(Gateway), name="Gateway", max_ongoing_requests=1000, ray_actor_options=ACTOR_OPTIONS,
 )
 FunctionRouterDeployment = serve.deployment(
     FunctionRouter, max_ongoing_requests=1000, autoscaling_config=ROUTER_AUTOSCALING,
+    ray_actor_options=ACTOR_OPTIONS,
 )
 
 

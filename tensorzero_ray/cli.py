@@ -1,0 +1,137 @@
+"""`tzray`: start, stop and check the stack from a shell."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+APP_NAME = "tensorzero"
+STATE_FILE = Path(".tensorzero") / "tzray-up.json"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="tzray", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    up = commands.add_parser("up", help="start or join a Ray cluster and deploy the gateway")
+    up.add_argument("--config", required=True, help="tensorzero.toml path or glob")
+    up.add_argument("--port", type=int, default=8000, help="HTTP port of the Serve proxy (default 8000)")
+    up.add_argument("--host", default="127.0.0.1", help="HTTP host of the Serve proxy")
+    up.add_argument("--address", default=None, help="Ray cluster to join (default: the local one, started if absent)")
+    up.add_argument("--routers", choices=["deployments", "in_process"], default="deployments",
+                    help="run FunctionRouters as their own deployments (default) or inside the gateway")
+    up.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for /health")
+
+    down = commands.add_parser("down", help="remove the gateway; stop Ray if `up` started it")
+    down.add_argument("--address", default=None)
+
+    check = commands.add_parser("validate", help="load a config and report problems")
+    check.add_argument("--config", required=True)
+
+    args = parser.parse_args(argv)
+    if args.command == "validate":
+        return validate(args.config)
+    if args.command == "up":
+        return up_command(args)
+    return down_command(args)
+
+
+def validate(pattern: str) -> int:
+    from tensorzero_ray.config import ConfigError, load_config
+
+    try:
+        config = load_config(pattern)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    print(f"ok: {len(config.functions)} functions, {len(config.models)} models")
+    return 0
+
+
+def _connect(address: str | None) -> bool:
+    """Join a running cluster, or start a head node; True when this call started it."""
+    import ray
+
+    try:
+        ray.init(address=address or "auto", logging_level="ERROR", log_to_driver=False)
+        return False
+    except ConnectionError:
+        if address:
+            raise
+    subprocess.run([sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--disable-usage-stats"],
+                   check=True, stdout=subprocess.DEVNULL)
+    ray.init(address="auto", logging_level="ERROR", log_to_driver=False)
+    return True
+
+
+def up_command(args) -> int:
+    import httpx
+    from ray import serve
+
+    from tensorzero_ray.config import ConfigError, load_config
+    from tensorzero_ray.serve.app import build_application
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    started_ray = _connect(args.address)
+    serve.start(http_options={"host": args.host, "port": args.port})
+    serve.run(build_application(config, routers=args.routers), name=APP_NAME, route_prefix="/")
+    url = f"http://{args.host}:{args.port}"
+    deadline = time.monotonic() + args.timeout
+    while True:
+        try:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            print(f"gateway did not answer {url}/health within {args.timeout:.0f}s", file=sys.stderr)
+            return 1
+        time.sleep(0.25)
+    previous = _read_state()
+    STATE_FILE.parent.mkdir(parents=True, exist_ok=True)
+    STATE_FILE.write_text(json.dumps({"started_ray": started_ray or previous.get("started_ray", False),
+                                      "url": url}))
+    print(f"tensorzero-ray gateway is up at {url}")
+    print(f"  try: curl -s {url}/inference -H 'content-type: application/json' -d @request.json")
+    return 0
+
+
+def down_command(args) -> int:
+    import ray
+    from ray import serve
+
+    state = _read_state()
+    try:
+        ray.init(address=args.address or "auto", logging_level="ERROR", log_to_driver=False)
+    except ConnectionError:
+        print("no Ray cluster is running")
+        STATE_FILE.unlink(missing_ok=True)
+        return 0
+    serve.delete(APP_NAME)
+    serve.shutdown()
+    ray.shutdown()
+    if state.get("started_ray"):
+        subprocess.run([sys.executable, "-m", "ray.scripts.scripts", "stop"], check=False,
+                       stdout=subprocess.DEVNULL)
+    STATE_FILE.unlink(missing_ok=True)
+    print("tensorzero-ray gateway is down")
+    return 0
+
+
+def _read_state() -> dict:
+    try:
+        return json.loads(STATE_FILE.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

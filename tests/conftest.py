@@ -1,0 +1,154 @@
+"""Shared fixtures: local mock provider servers, the test config pointed at them, an
+in-process gateway, and one real Ray cluster with Serve for the whole session."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tensorzero_ray.config import load_config
+from tensorzero_ray.serve.gateway import create_app
+from tensorzero_ray.serve.routers import LocalRouters
+from tests.mocks.anthropic_server import AnthropicMock
+from tests.mocks.openai_server import OpenAIMock
+from tests.mocks.server import BackgroundServer, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG_DIR = Path(__file__).parent / "config"
+
+PROVIDERS_TOML = """
+[models.gpt]
+routing = ["openai"]
+[models.gpt.providers.openai]
+type = "openai"
+model_name = "gpt-ok"
+api_base = "{openai}/v1/"
+api_key_location = "path::{openai_key}"
+
+[models.gpt_fallback]
+routing = ["down", "up"]
+[models.gpt_fallback.providers.down]
+type = "openai"
+model_name = "gpt-500"
+api_base = "{openai}/v1/"
+api_key_location = "path::{openai_key}"
+[models.gpt_fallback.providers.up]
+type = "vllm"
+model_name = "gpt-ok-noauth"
+api_base = "{openai}/v1/"
+
+[models.gpt_break]
+routing = ["openai"]
+[models.gpt_break.providers.openai]
+type = "openai"
+model_name = "gpt-break"
+api_base = "{openai}/v1/"
+api_key_location = "path::{openai_key}"
+
+[models.claude]
+routing = ["anthropic"]
+[models.claude.providers.anthropic]
+type = "anthropic"
+model_name = "claude-ok"
+api_base = "{anthropic}/v1/messages"
+api_key_location = "path::{anthropic_key}"
+
+[functions.openai_chat]
+type = "chat"
+[functions.openai_chat.variants.gpt]
+type = "chat_completion"
+model = "gpt"
+max_tokens = 100
+
+[functions.provider_fallback]
+type = "chat"
+[functions.provider_fallback.variants.v]
+type = "chat_completion"
+model = "gpt_fallback"
+
+[functions.stream_break]
+type = "chat"
+[functions.stream_break.variants.v]
+type = "chat_completion"
+model = "gpt_break"
+
+[functions.anthropic_chat]
+type = "chat"
+[functions.anthropic_chat.variants.claude]
+type = "chat_completion"
+model = "claude"
+max_tokens = 100
+"""
+
+
+@pytest.fixture(scope="session")
+def openai_mock():
+    mock = OpenAIMock()
+    with BackgroundServer(mock.app) as server:
+        mock.url = server.url
+        yield mock
+
+
+@pytest.fixture(scope="session")
+def anthropic_mock():
+    mock = AnthropicMock()
+    with BackgroundServer(mock.app) as server:
+        mock.url = server.url
+        yield mock
+
+
+@pytest.fixture(scope="session")
+def config_dir(tmp_path_factory, openai_mock, anthropic_mock) -> Path:
+    """A copy of tests/config plus providers.toml pointing at the mocks; load it with the glob."""
+    target = tmp_path_factory.mktemp("config") / "config"
+    shutil.copytree(CONFIG_DIR, target)
+    (target / "openai_key").write_text(openai_mock.api_key)
+    (target / "anthropic_key").write_text(anthropic_mock.api_key)
+    (target / "providers.toml").write_text(PROVIDERS_TOML.format(
+        openai=openai_mock.url, anthropic=anthropic_mock.url,
+        openai_key=target / "openai_key", anthropic_key=target / "anthropic_key"))
+    return target
+
+
+@pytest.fixture(scope="session")
+def config_glob(config_dir) -> str:
+    return str(config_dir / "*.toml")
+
+
+@pytest.fixture(scope="session")
+def config(config_glob):
+    return load_config(config_glob)
+
+
+@pytest.fixture(scope="session")
+async def gateway(config):
+    """The gateway's ASGI app with in-process routers: the whole request path minus Ray."""
+    routers = LocalRouters(config)
+    transport = httpx.ASGITransport(app=create_app(config, routers))
+    async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+        yield client
+    await routers.aclose()
+
+
+def tzray(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "tensorzero_ray.cli", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=timeout, env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"})
+
+
+@pytest.fixture(scope="session")
+def serve_url(config_glob, tmp_path_factory):
+    """`tzray up` exactly as the README runs it: a real Ray cluster, the Serve HTTP proxy, a
+    Gateway and a FunctionRouter deployment per function. `tzray down` at the end."""
+    workdir = tmp_path_factory.mktemp("stack")
+    port = free_port()
+    started = tzray("up", "--config", config_glob, "--port", str(port), cwd=workdir)
+    assert started.returncode == 0, started.stderr[-3000:]
+    yield f"http://127.0.0.1:{port}"
+    stopped = tzray("down", cwd=workdir)
+    assert stopped.returncode == 0, stopped.stderr[-3000:]

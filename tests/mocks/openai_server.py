@@ -1,0 +1,94 @@
+"""A local server that speaks OpenAI's chat completions wire format. The `model` field picks
+a behaviour; every request is recorded so tests can check what the gateway sent."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+TEXT = "Hello from the mock"
+STREAM_PIECES = ["Hello", " from", " the", " mock"]
+TOOL_CALL = {"id": "call_1", "type": "function",
+             "function": {"name": "get_weather", "arguments": '{"city":"Tokyo"}'}}
+
+
+class OpenAIMock:
+    def __init__(self, api_key: str = "sk-test"):
+        self.api_key = api_key
+        self.requests: list[dict[str, Any]] = []
+        self.app = Starlette(routes=[
+            Route("/v1/chat/completions", self.chat, methods=["POST"]),
+            Route("/openai/deployments/{deployment}/chat/completions", self.chat, methods=["POST"]),
+        ])
+
+    def last(self) -> dict[str, Any]:
+        return self.requests[-1]
+
+    async def chat(self, request: Request) -> Response:
+        body = await request.json()
+        self.requests.append({"path": request.url.path, "query": dict(request.query_params),
+                              "headers": dict(request.headers), "body": body})
+        model = body.get("model") or request.path_params.get("deployment", "")
+        auth = request.headers.get("authorization") or request.headers.get("api-key")
+        if "noauth" not in model and auth not in (f"Bearer {self.api_key}", self.api_key):
+            return JSONResponse({"error": {"message": "Incorrect API key provided", "type": "invalid_request_error"}},
+                                status_code=401)
+        if model.endswith("-500"):
+            return JSONResponse({"error": {"message": "The server had an error", "type": "server_error"}},
+                                status_code=500)
+        if model.endswith("-429"):
+            return JSONResponse({"error": {"message": "Rate limit reached", "type": "rate_limit"}}, status_code=429)
+        if "slow" in model and not body.get("stream"):
+            await asyncio.sleep(2)
+        if body.get("stream"):
+            return StreamingResponse(self._stream(model, body), media_type="text/event-stream")
+        return JSONResponse(self._completion(model, body))
+
+    def _completion(self, model: str, body: dict) -> dict:
+        message: dict[str, Any] = {"role": "assistant", "content": TEXT}
+        finish = "stop"
+        if "tool" in model:
+            message = {"role": "assistant", "content": None, "tool_calls": [TOOL_CALL]}
+            finish = "tool_calls"
+        elif "json" in model:
+            message["content"] = '{"answer":"42"}'
+        elif "reasoning" in model:
+            message["reasoning_content"] = "thinking hard"
+        return {"id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": model,
+                "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+                "usage": {"prompt_tokens": 12, "completion_tokens": 7, "total_tokens": 19,
+                          "prompt_tokens_details": {"cached_tokens": 3}}}
+
+    async def _stream(self, model: str, body: dict):
+        def event(delta: dict, finish: str | None = None, usage: dict | None = None) -> str:
+            payload = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": model,
+                       "choices": [] if usage else [{"index": 0, "delta": delta, "finish_reason": finish}]}
+            if usage:
+                payload["usage"] = usage
+            return f"data: {json.dumps(payload)}\n\n"
+
+        if "slow" in model:
+            await asyncio.sleep(2)
+        if "tool" in model:
+            yield event({"role": "assistant", "tool_calls": [{"index": 0, "id": "call_1", "type": "function",
+                                                              "function": {"name": "get_weather", "arguments": ""}}]})
+            for piece in ['{"city"', ':"Tokyo"}']:
+                yield event({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]})
+            yield event({}, "tool_calls")
+        else:
+            pieces = ['{"answer"', ':"42"}'] if "json" in model else STREAM_PIECES
+            for index, piece in enumerate(pieces):
+                if ("break-early" in model and index == 0) or ("break" in model and index == 2):
+                    raise ConnectionResetError("mock upstream dropped the connection")
+                yield event({"role": "assistant", "content": piece} if index == 0 else {"content": piece})
+                await asyncio.sleep(0)
+            yield event({}, "stop")
+        if body.get("stream_options", {}).get("include_usage"):
+            yield event({}, usage={"prompt_tokens": 12, "completion_tokens": 4, "total_tokens": 16})
+        yield "data: [DONE]\n\n"
