@@ -142,12 +142,13 @@ def tzray(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedPr
 
 
 @pytest.fixture(scope="session")
-def serve_url(config_glob, tmp_path_factory):
-    """`tzray up` exactly as the README runs it: a real Ray cluster, the Serve HTTP proxy, a
-    Gateway and a FunctionRouter deployment per function. `tzray down` at the end."""
+def serve_url(tmp_path_factory):
+    """`tzray up` on the quickstart, as the README runs it: a real Ray cluster, the Serve HTTP
+    proxy, a Gateway and a FunctionRouter deployment per function. `tzray down` at the end."""
     workdir = tmp_path_factory.mktemp("stack")
     port = free_port()
-    started = tzray("up", "--config", config_glob, "--port", str(port), cwd=workdir)
+    quickstart = ROOT / "config" / "quickstart" / "tensorzero.toml"
+    started = tzray("up", "--config", str(quickstart), "--port", str(port), cwd=workdir)
     assert started.returncode == 0, started.stderr[-3000:]
     yield f"http://127.0.0.1:{port}"
     stopped = tzray("down", cwd=workdir)

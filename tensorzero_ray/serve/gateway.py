@@ -79,7 +79,7 @@ def parse_inference_request(data: Any) -> tuple[str, InferenceRequest]:
     if not isinstance(data, dict):
         raise InvalidRequest("The request body must be a JSON object")
     try:
-        request = InferenceRequest.model_validate(data)
+        request = InferenceRequest.model_validate(data, strict=True)
     except ValidationError as exc:
         raise InvalidRequest(f"Invalid request: {describe_validation_error(exc, data)}") from None
     if (request.function_name is None) == (request.model_name is None):

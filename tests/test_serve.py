@@ -1,0 +1,140 @@
+"""End to end through the real Ray Serve HTTP proxy: `tzray up` on the quickstart config, the
+README's curl example, streaming, errors across deployment handles, fallback, disconnects."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+import yaml
+from ray.serve import Application
+from ray.serve.schema import ServeDeploySchema
+
+from tensorzero_ray.config import load_config
+from tensorzero_ray.experimentation.sampling import episode_draw
+from tensorzero_ray.ids import uuid7
+from tensorzero_ray.serve.app import build_app, build_application
+
+ROOT = Path(__file__).resolve().parent.parent
+SYSTEM = {"assistant_name": "Alfred"}
+
+
+def readme_example() -> dict:
+    """The exact request body of the README's curl example."""
+    for line in (ROOT / "README.md").read_text().splitlines():
+        if line.startswith("curl -s localhost:8000/inference"):
+            words = shlex.split(line)
+            return orjson.loads(words[words.index("-d") + 1])
+    raise AssertionError("README has no curl example")
+
+
+@pytest.fixture(scope="module")
+def client(serve_url):
+    with httpx.Client(base_url=serve_url, timeout=30) as c:
+        yield c
+
+
+def sse(text: str) -> list:
+    frames = [f.removeprefix("data: ") for f in text.strip().split("\n\n")]
+    assert frames[-1] == "[DONE]"
+    return [orjson.loads(f) for f in frames[:-1]]
+
+
+def test_readme_example(client):
+    r = client.post("/inference", json=readme_example())
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert set(body) == {"inference_id", "episode_id", "variant_name", "content", "usage", "finish_reason"}
+    assert body["variant_name"] in {"baseline", "concise", "safe"}
+    assert body["content"][0]["type"] == "text"
+    assert r.headers["x-tensorzero-gateway-version"]
+
+
+def test_streaming_through_the_proxy(client):
+    with client.stream("POST", "/inference", json={**readme_example(), "stream": True}) as r:
+        assert r.status_code == 200
+        assert r.headers["content-type"].startswith("text/event-stream")
+        text = "".join(r.iter_text())
+    chunks = sse(text)
+    assert len(chunks) == 17
+    assert chunks[-1]["usage"] == {"input_tokens": 10, "output_tokens": 16}
+
+
+def test_json_function(client):
+    r = client.post("/inference", json={"function_name": "extract", "input": {
+        "messages": [{"role": "user", "content": [{"type": "template", "name": "user", "arguments": {"text": "hi"}}]}]}})
+    assert r.status_code == 200, r.text
+    assert r.json()["output"] == {"raw": '{"answer":"Hello"}', "parsed": {"answer": "Hello"}}
+
+
+@pytest.mark.parametrize("body, status, fragment", [
+    ({"function_name": "chat", "variant_name": "nope", "input": {"system": SYSTEM}}, 404, "Unknown variant: nope"),
+    ({"function_name": "chat", "input": {"system": {"name": "x"}}}, 400, "Input validation failed"),
+    ({"function_name": "missing", "input": {}}, 404, "Unknown function: missing"),
+    ({"model_name": "dummy::error", "input": {"messages": [{"role": "user", "content": "x"}]}}, 500,
+     "All model providers failed to infer with errors: dummy: Error sending request"),
+    ({"model_name": "dummy::error", "stream": True, "input": {"messages": [{"role": "user", "content": "x"}]}}, 500,
+     "All model providers failed"),
+])
+def test_errors_cross_the_deployment_handles_intact(client, body, status, fragment):
+    r = client.post("/inference", json=body)
+    assert r.status_code == status, r.text
+    assert fragment in r.json()["error"]
+
+
+def test_failed_candidate_is_resampled(client):
+    """`concise` runs on a model that fails every second call: its episode is answered by
+    `baseline` on the failing call, by `concise` on the other."""
+    config = load_config(ROOT / "config" / "quickstart" / "tensorzero.toml")
+    weights = config.functions["chat"].experimentation.candidate_variants
+    threshold = weights["baseline"] / sum(weights.values())
+    episode = next(e for e in iter(uuid7, None) if episode_draw("chat", e) >= threshold)
+    names = {client.post("/inference", json={**readme_example(), "episode_id": str(episode)}).json()["variant_name"]
+             for _ in range(2)}
+    assert names == {"concise", "baseline"}
+
+
+def test_client_disconnect_mid_stream_leaves_the_server_healthy(client):
+    with client.stream("POST", "/inference", json={**readme_example(), "stream": True}) as r:
+        first = next(r.iter_lines())
+        assert first.startswith("data: ")
+    assert client.get("/health").status_code == 200
+    assert client.post("/inference", json=readme_example()).status_code == 200
+
+
+def test_serve_yaml_is_valid_and_builds_the_application():
+    data = yaml.safe_load((ROOT / "deployments" / "quickstart.yaml").read_text())
+    schema = ServeDeploySchema.model_validate(data)
+    app_args = schema.applications[0].args
+    assert re.match(r"tensorzero_ray\.serve\.app:build_app", schema.applications[0].import_path)
+    app = build_app({**app_args, "config": str(ROOT / app_args["config"])})
+    deployed = {d.name for d in _deployments(app)}
+    assert deployed == {"Gateway", "FunctionRouter-chat", "FunctionRouter-extract", "FunctionRouter-tensorzero__default"}
+    yaml_names = {d["name"] for d in data["applications"][0]["deployments"]}
+    assert yaml_names <= deployed
+
+
+def test_in_process_switch_has_only_the_gateway():
+    config = load_config(ROOT / "config" / "quickstart" / "tensorzero.toml")
+    assert {d.name for d in _deployments(build_application(config, routers="in_process"))} == {"Gateway"}
+
+
+def test_build_app_rejects_unknown_args():
+    with pytest.raises(ValueError, match="unknown application args"):
+        build_app({"config": "x", "replicas": 3})
+
+
+def _deployments(app: Application) -> list:
+    """Every deployment an application binds, found by walking the bound arguments."""
+    found, stack = [], [app]
+    while stack:
+        deployment = stack.pop()._bound_deployment
+        found.append(deployment)
+        for value in [*deployment.init_args, *deployment.init_kwargs.values()]:
+            items = value.values() if isinstance(value, dict) else [value]
+            stack += [item for item in items if isinstance(item, Application)]
+    return found
