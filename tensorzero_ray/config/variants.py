@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tensorzero_ray.config.files import PathRef, Template
 from tensorzero_ray.config.models import Timeouts
-from tensorzero_ray.types import ExtraBodyEntry, ExtraHeaderEntry, JsonMode
+from tensorzero_ray.types import ExtraBodyEntry, ExtraHeaderEntry, JsonMode, SamplingParams
 
 ROLE_TEMPLATES = ("system", "user", "assistant")
 
@@ -28,7 +28,7 @@ class InputWrappers(Strict):
     assistant: Template | None = None
 
 
-class ChatCompletionSettings(Strict):
+class ChatCompletionSettings(SamplingParams):
     """What a chat completion needs: a model, templates and sampling parameters. Shared by the
     `chat_completion` variant and the inner blocks of the meta-variants."""
 
@@ -38,17 +38,6 @@ class ChatCompletionSettings(Strict):
     user_template: Template | None = None
     assistant_template: Template | None = None
     input_wrappers: InputWrappers | None = None
-    temperature: float | None = None
-    top_p: float | None = None
-    presence_penalty: float | None = None
-    frequency_penalty: float | None = None
-    max_tokens: int | None = Field(default=None, gt=0)
-    seed: int | None = None
-    stop_sequences: list[str] | None = None
-    reasoning_effort: str | None = None
-    thinking_budget_tokens: int | None = Field(default=None, gt=0)
-    service_tier: Literal["auto", "default", "priority", "flex"] | None = None
-    verbosity: str | None = None
     json_mode: JsonMode | None = None
     retries: Retries = Field(default_factory=Retries)
     extra_body: list[ExtraBodyEntry] = Field(default_factory=list)
@@ -93,23 +82,13 @@ class MixtureOfNVariantConfig(VariantBase):
     timeouts: Timeouts = Field(default_factory=Timeouts)
 
 
-class DiclVariantConfig(VariantBase):
+class DiclVariantConfig(SamplingParams, VariantBase):
     type: Literal["experimental_dynamic_in_context_learning"]
     embedding_model: str
     k: int = Field(gt=0)
     model: str
     max_distance: float | None = Field(default=None, ge=0)
     system_instructions: Template | None = None
-    temperature: float | None = None
-    top_p: float | None = None
-    stop_sequences: list[str] | None = None
-    presence_penalty: float | None = None
-    frequency_penalty: float | None = None
-    max_tokens: int | None = Field(default=None, gt=0)
-    seed: int | None = None
-    reasoning_effort: str | None = None
-    thinking_budget_tokens: int | None = None
-    verbosity: str | None = None
     json_mode: JsonMode | None = None
     retries: Retries = Field(default_factory=Retries)
     extra_body: list[ExtraBodyEntry] = Field(default_factory=list)

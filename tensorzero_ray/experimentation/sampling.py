@@ -8,7 +8,7 @@ import logging
 import uuid
 from collections.abc import Collection
 
-from tensorzero_ray.config.functions import AdaptiveExperimentation, StaticExperimentation
+from tensorzero_ray.config.functions import AdaptiveExperimentation
 
 logger = logging.getLogger(__name__)
 

@@ -88,12 +88,8 @@ class Provider(abc.ABC):
         raw_request = orjson.dumps(body).decode()
         try:
             response = await self.client.post(url, content=raw_request, headers=headers)
-        except httpx.TimeoutException:
-            raise self.error(f"Error from {self.provider_type} client: request timed out",
-                             raw_request=raw_request) from None
         except httpx.HTTPError as exc:
-            raise self.error(f"Error from {self.provider_type} client: {exc!r}",
-                             raw_request=raw_request) from None
+            raise self.transport_error(exc, raw_request) from None
         raw_response = response.text
         if response.status_code >= 400:
             raise self.http_error(response.status_code, raw_request, raw_response)
@@ -102,6 +98,10 @@ class Provider(abc.ABC):
         except orjson.JSONDecodeError:
             raise self.error(f"Error from {self.provider_type} server: response is not JSON",
                              raw_request=raw_request, raw_response=raw_response) from None
+
+    def transport_error(self, exc: httpx.HTTPError, raw_request: str) -> ProviderError:
+        detail = "request timed out" if isinstance(exc, httpx.TimeoutException) else repr(exc)
+        return self.error(f"Error from {self.provider_type} client: {detail}", raw_request=raw_request)
 
     def http_error(self, status: int, raw_request: str, raw_response: str) -> ProviderError:
         return self.error(
@@ -130,12 +130,8 @@ class Provider(abc.ABC):
                         data = []
                 if data:
                     yield "\n".join(data)
-        except httpx.TimeoutException:
-            raise self.error(f"Error from {self.provider_type} client: stream timed out",
-                             raw_request=raw_request) from None
         except httpx.HTTPError as exc:
-            raise self.error(f"Error from {self.provider_type} client: {exc!r}",
-                             raw_request=raw_request) from None
+            raise self.transport_error(exc, raw_request) from None
 
 
 def apply_pointer(body: dict[str, Any], pointer: str, value: Any, *, delete: bool = False) -> None:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TypeVar
 
 import orjson
 from jsonschema import Draft202012Validator
@@ -53,6 +54,8 @@ from tensorzero_ray.variants.base import InferenceCall, NotServedVariant, Varian
 from tensorzero_ray.variants.chat_completion import ChatCompletionVariant
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 DEFAULT_FUNCTION = "tensorzero::default"
 DONE_EVENT = b"data: [DONE]\n\n"
@@ -105,35 +108,28 @@ class FunctionRouter:
 
     async def infer(self, request: InferenceRequest) -> InferenceResponse:
         plan = self._plan(request)
-        errors: dict[str, TensorZeroError] = {}
-        for name, variant in plan.variants():
-            try:
-                results = await variant.infer(plan.call)
-            except TensorZeroError as exc:
-                errors[name] = exc
-                plan.failed(name)
-                logger.warning("variant %s of %s failed: %s", name, self.function_name, exc.message)
-                continue
-            return self._response(request, plan, name, results)
-        raise plan.exhausted(errors)
+        name, results = await self._first_success(plan, lambda variant: variant.infer(plan.call))
+        return self._response(request, plan, name, results)
 
     async def stream(self, request: InferenceRequest) -> AsyncIterator[bytes]:
         """SSE events as bytes. Errors before the first chunk are raised from the first
         `anext`, so the gateway can answer with a plain error response; later ones become
         error events."""
         plan = self._plan(request)
+        name, model_stream = await self._first_success(plan, lambda variant: variant.stream(plan.call))
+        async for event in self._events(request, plan, name, model_stream):
+            yield event
+
+    async def _first_success(self, plan: "_Plan", attempt: Callable[[Variant], Awaitable[T]]) -> tuple[str, T]:
+        """Try variants in the plan's order until one succeeds (spec §3.8 step 4)."""
         errors: dict[str, TensorZeroError] = {}
         for name, variant in plan.variants():
             try:
-                model_stream = await variant.stream(plan.call)
+                return name, await attempt(variant)
             except TensorZeroError as exc:
                 errors[name] = exc
                 plan.failed(name)
                 logger.warning("variant %s of %s failed: %s", name, self.function_name, exc.message)
-                continue
-            async for event in self._events(request, plan, name, model_stream):
-                yield event
-            return
         raise plan.exhausted(errors)
 
     # --- planning ---------------------------------------------------------------------------

@@ -56,19 +56,24 @@ JsonMode = Literal["off", "on", "strict", "tool"]
 ServiceTier = Literal["auto", "default", "priority", "flex"]
 
 
-class ChatCompletionParams(Strict):
+class SamplingParams(Strict):
+    """Generation parameters: set on a variant, overridden per request, sent to the model."""
+
     temperature: float | None = None
-    max_tokens: int | None = None
+    max_tokens: int | None = Field(default=None, gt=0)
     seed: int | None = None
     top_p: float | None = None
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
     stop_sequences: list[str] | None = None
-    json_mode: JsonMode | None = None
     reasoning_effort: str | None = None
     service_tier: ServiceTier | None = None
-    thinking_budget_tokens: int | None = None
+    thinking_budget_tokens: int | None = Field(default=None, gt=0)
     verbosity: str | None = None
+
+
+class ChatCompletionParams(SamplingParams):
+    json_mode: JsonMode | None = None
 
 
 class InferenceParams(Strict):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from tensorzero_ray.types.content import (
     ContentChunk,
@@ -22,6 +22,7 @@ from tensorzero_ray.types.inference import (
     ExtraHeaderEntry,
     FinishReason,
     JsonMode,
+    SamplingParams,
     SpecificToolChoice,
     Usage,
 )
@@ -49,25 +50,12 @@ class ToolSettings(BaseModel):
     allowed_tool_names: list[str] | None = None
 
 
-class ModelInferenceRequest(BaseModel):
+class ModelInferenceRequest(SamplingParams):
     """A fully rendered request: templates applied, parameters merged."""
-
-    model_config = ConfigDict(arbitrary_types_allowed=True)
 
     function_type: Literal["chat", "json"] = "chat"
     system: str | None = None
     messages: list[RequestMessage] = Field(default_factory=list)
-    temperature: float | None = None
-    max_tokens: int | None = None
-    seed: int | None = None
-    top_p: float | None = None
-    presence_penalty: float | None = None
-    frequency_penalty: float | None = None
-    stop_sequences: list[str] | None = None
-    reasoning_effort: str | None = None
-    service_tier: str | None = None
-    thinking_budget_tokens: int | None = None
-    verbosity: str | None = None
     json_mode: JsonMode = "off"
     output_schema: dict[str, Any] | None = None
     tool_settings: ToolSettings | None = None

@@ -12,19 +12,13 @@ from tensorzero_ray.config.variants import ROLE_TEMPLATES, ChatCompletionSetting
 from tensorzero_ray.errors import InvalidRequest, TensorZeroError, Timeout
 from tensorzero_ray.inference.model import Model, ModelStream
 from tensorzero_ray.inference.templates import TemplateRenderer
-from tensorzero_ray.types import (
-    InputMessage,
-    RawText,
-    Template,
-    Text,
-)
+from tensorzero_ray.types import InputMessage, RawText, SamplingParams, Template, Text
 from tensorzero_ray.types.model import ModelInferenceRequest, ModelInferenceResult, RequestMessage
 from tensorzero_ray.variants.base import InferenceCall, Variant
 
 T = TypeVar("T")
 
-_PARAMS = ("temperature", "max_tokens", "seed", "top_p", "presence_penalty", "frequency_penalty",
-           "stop_sequences", "reasoning_effort", "service_tier", "thinking_budget_tokens", "verbosity")
+_PARAMS = tuple(SamplingParams.model_fields)
 
 
 class ChatCompletionVariant(Variant):
