@@ -22,8 +22,12 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--port", type=int, default=8000, help="HTTP port of the Serve proxy (default 8000)")
     up.add_argument("--host", default="127.0.0.1", help="HTTP host of the Serve proxy")
     up.add_argument("--address", default=None, help="Ray cluster to join (default: the local one, started if absent)")
-    up.add_argument("--routers", choices=["deployments", "in_process"], default="deployments",
-                    help="run FunctionRouters as their own deployments (default) or inside the gateway")
+    up.add_argument(
+        "--routers",
+        choices=["deployments", "in_process"],
+        default="deployments",
+        help="run FunctionRouters as their own deployments (default) or inside the gateway",
+    )
     up.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for /health")
 
     down = commands.add_parser("down", help="remove the gateway; stop Ray if `up` started it")
@@ -62,8 +66,11 @@ def _connect(address: str | None) -> bool:
     except ConnectionError:
         if address:
             raise
-    subprocess.run([sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--disable-usage-stats"],
-                   check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--disable-usage-stats"],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     ray.init(address="auto", logging_level="ERROR", log_to_driver=False)
     return True
 
@@ -97,8 +104,7 @@ def up_command(args) -> int:
         time.sleep(0.25)
     previous = _read_state()
     STATE_FILE.parent.mkdir(parents=True, exist_ok=True)
-    STATE_FILE.write_text(json.dumps({"started_ray": started_ray or previous.get("started_ray", False),
-                                      "url": url}))
+    STATE_FILE.write_text(json.dumps({"started_ray": started_ray or previous.get("started_ray", False), "url": url}))
     print(f"tensorzero-ray gateway is up at {url}")
     print(f"  try: curl -s {url}/inference -H 'content-type: application/json' -d @request.json")
     return 0
@@ -119,8 +125,7 @@ def down_command(args) -> int:
     serve.shutdown()
     ray.shutdown()
     if state.get("started_ray"):
-        subprocess.run([sys.executable, "-m", "ray.scripts.scripts", "stop"], check=False,
-                       stdout=subprocess.DEVNULL)
+        subprocess.run([sys.executable, "-m", "ray.scripts.scripts", "stop"], check=False, stdout=subprocess.DEVNULL)
     STATE_FILE.unlink(missing_ok=True)
     print("tensorzero-ray gateway is down")
     return 0

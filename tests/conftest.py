@@ -110,9 +110,14 @@ def config_dir(tmp_path_factory, openai_mock, anthropic_mock) -> Path:
     shutil.copytree(CONFIG_DIR, target)
     (target / "openai_key").write_text(openai_mock.api_key)
     (target / "anthropic_key").write_text(anthropic_mock.api_key)
-    (target / "providers.toml").write_text(PROVIDERS_TOML.format(
-        openai=openai_mock.url, anthropic=anthropic_mock.url,
-        openai_key=target / "openai_key", anthropic_key=target / "anthropic_key"))
+    (target / "providers.toml").write_text(
+        PROVIDERS_TOML.format(
+            openai=openai_mock.url,
+            anthropic=anthropic_mock.url,
+            openai_key=target / "openai_key",
+            anthropic_key=target / "anthropic_key",
+        )
+    )
     return target
 
 
@@ -137,8 +142,14 @@ async def gateway(config):
 
 
 def tzray(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tensorzero_ray.cli", *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=timeout, env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"})
+    return subprocess.run(
+        [sys.executable, "-m", "tensorzero_ray.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"},
+    )
 
 
 @pytest.fixture(scope="session")

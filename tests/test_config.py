@@ -45,38 +45,78 @@ def write(tmp_path: Path, text: str, name: str = "tensorzero.toml") -> Path:
 
 
 BROKEN = [
-    pytest.param(BASE + 'temprature = 0.3\n', "functions.f.variants.v.temprature: unknown key", id="unknown-variant-key"),
+    pytest.param(
+        BASE + "temprature = 0.3\n", "functions.f.variants.v.temprature: unknown key", id="unknown-variant-key"
+    ),
     pytest.param(BASE + "[gateway]\ndebugg = true\n", "gateway.debugg: unknown key", id="unknown-gateway-key"),
     pytest.param(BASE + "[widgets]\nx = 1\n", "widgets: unknown key", id="unknown-top-level-table"),
-    pytest.param(BASE + 'temperature = "hot"\n', "functions.f.variants.v.temperature: Input should be a valid number",
-                 id="wrong-type"),
-    pytest.param(BASE.replace('model = "m"', 'model = "missing"'), "functions.f.variants.v.model: unknown model `missing`",
-                 id="unknown-model"),
-    pytest.param(BASE.replace('type = "chat"', 'type = "chat"\ntools = ["nope"]'), "functions.f.tools.0: unknown tool `nope`",
-                 id="unknown-tool"),
-    pytest.param(BASE + 'system_template = "missing.minijinja"\n',
-                 "functions.f.variants.v.system_template: file not found:", id="missing-template-file"),
-    pytest.param(BASE.replace('routing = ["p"]', 'routing = ["p", "q"]'), "models.m.routing.1: routing names unknown provider `q`",
-                 id="unknown-routing-entry"),
-    pytest.param(BASE.replace('model_name = "good"\n', ""), "models.m.providers.p.model_name: missing required key",
-                 id="missing-required-key"),
-    pytest.param(BASE + '[functions.f.experimentation]\ntype = "static"\ncandidate_variants = ["v", "ghost"]\n',
-                 "functions.f.experimentation.candidate_variants.1: unknown variant `ghost`", id="unknown-candidate"),
-    pytest.param(BASE + '[functions.f.experimentation]\ntype = "adaptive"\ncandidate_variants = ["v"]\nmetric = "nope"\n',
-                 "functions.f.experimentation.metric: unknown metric `nope`", id="unknown-adaptive-metric"),
-    pytest.param(BASE + 'weight = 1.0\n[functions.f.experimentation]\ntype = "static"\ncandidate_variants = ["v"]\n',
-                 "functions.f.experimentation: per-variant `weight` cannot be combined", id="weight-and-experimentation"),
-    pytest.param(BASE.replace('type = "dummy"', 'type = "aws_bedrock"\nmodel_id = "x"').replace('model_name = "good"\n', ""),
-                 "models.m.providers.p.type: provider type `aws_bedrock` is not supported by tensorzero-ray yet",
-                 id="unsupported-provider"),
+    pytest.param(
+        BASE + 'temperature = "hot"\n',
+        "functions.f.variants.v.temperature: Input should be a valid number",
+        id="wrong-type",
+    ),
+    pytest.param(
+        BASE.replace('model = "m"', 'model = "missing"'),
+        "functions.f.variants.v.model: unknown model `missing`",
+        id="unknown-model",
+    ),
+    pytest.param(
+        BASE.replace('type = "chat"', 'type = "chat"\ntools = ["nope"]'),
+        "functions.f.tools.0: unknown tool `nope`",
+        id="unknown-tool",
+    ),
+    pytest.param(
+        BASE + 'system_template = "missing.minijinja"\n',
+        "functions.f.variants.v.system_template: file not found:",
+        id="missing-template-file",
+    ),
+    pytest.param(
+        BASE.replace('routing = ["p"]', 'routing = ["p", "q"]'),
+        "models.m.routing.1: routing names unknown provider `q`",
+        id="unknown-routing-entry",
+    ),
+    pytest.param(
+        BASE.replace('model_name = "good"\n', ""),
+        "models.m.providers.p.model_name: missing required key",
+        id="missing-required-key",
+    ),
+    pytest.param(
+        BASE + '[functions.f.experimentation]\ntype = "static"\ncandidate_variants = ["v", "ghost"]\n',
+        "functions.f.experimentation.candidate_variants.1: unknown variant `ghost`",
+        id="unknown-candidate",
+    ),
+    pytest.param(
+        BASE + '[functions.f.experimentation]\ntype = "adaptive"\ncandidate_variants = ["v"]\nmetric = "nope"\n',
+        "functions.f.experimentation.metric: unknown metric `nope`",
+        id="unknown-adaptive-metric",
+    ),
+    pytest.param(
+        BASE + 'weight = 1.0\n[functions.f.experimentation]\ntype = "static"\ncandidate_variants = ["v"]\n',
+        "functions.f.experimentation: per-variant `weight` cannot be combined",
+        id="weight-and-experimentation",
+    ),
+    pytest.param(
+        BASE.replace('type = "dummy"', 'type = "aws_bedrock"\nmodel_id = "x"').replace('model_name = "good"\n', ""),
+        "models.m.providers.p.type: provider type `aws_bedrock` is not supported by tensorzero-ray yet",
+        id="unsupported-provider",
+    ),
     pytest.param(BASE.replace('type = "dummy"', 'type = "openai"') + "", None, id="openai-provider-ok"),
-    pytest.param(BASE + '[metrics.comment]\ntype = "boolean"\noptimize = "max"\nlevel = "inference"\n',
-                 "metrics.comment: metric name `comment` is reserved", id="reserved-metric"),
-    pytest.param(BASE.replace('model_name = "good"', 'model_name = "good"\napi_key_location = "ENV_VAR"'),
-                 "models.m.providers.p.api_key_location: invalid credential location `ENV_VAR`", id="bad-credential"),
-    pytest.param(BASE + '[functions.g]\ntype = "chat"\nsystem_schema = "s.json"\n[functions.g.variants.v]\n'
-                 'type = "chat_completion"\nmodel = "m"\n',
-                 "functions.g.system_schema: file not found", id="missing-schema-file"),
+    pytest.param(
+        BASE + '[metrics.comment]\ntype = "boolean"\noptimize = "max"\nlevel = "inference"\n',
+        "metrics.comment: metric name `comment` is reserved",
+        id="reserved-metric",
+    ),
+    pytest.param(
+        BASE.replace('model_name = "good"', 'model_name = "good"\napi_key_location = "ENV_VAR"'),
+        "models.m.providers.p.api_key_location: invalid credential location `ENV_VAR`",
+        id="bad-credential",
+    ),
+    pytest.param(
+        BASE + '[functions.g]\ntype = "chat"\nsystem_schema = "s.json"\n[functions.g.variants.v]\n'
+        'type = "chat_completion"\nmodel = "m"\n',
+        "functions.g.system_schema: file not found",
+        id="missing-schema-file",
+    ),
 ]
 
 
@@ -94,8 +134,11 @@ def test_broken_configs_name_file_and_key_path(tmp_path, text, expected):
 def test_schema_without_matching_template_is_reported(tmp_path):
     write(tmp_path, '{"type": "object"}', "s.json")
     path = write(tmp_path, BASE.replace('type = "chat"', 'type = "chat"\nuser_schema = "s.json"'))
-    with pytest.raises(ConfigError, match=r"functions\.f\.variants\.v: the function has a `user` schema, "
-                                           r"so this variant needs a `user` template"):
+    with pytest.raises(
+        ConfigError,
+        match=r"functions\.f\.variants\.v: the function has a `user` schema, "
+        r"so this variant needs a `user` template",
+    ):
         load_config(path)
 
 
@@ -116,17 +159,25 @@ def test_glob_merges_files_and_resolves_paths_relative_to_each_file(tmp_path):
     write(tmp_path, "Hi {{ name }}", "a/templates/system.minijinja")
     write(tmp_path, '{"type": "object", "properties": {"name": {"type": "string"}}}', "b/schema.json")
     write(tmp_path, BASE.split("[functions.f]")[0], "a/models.toml")
-    write(tmp_path, """
+    write(
+        tmp_path,
+        """
         [functions.f]
         type = "chat"
         system_schema = "schema.json"
-        """, "b/functions.toml")
-    write(tmp_path, """
+        """,
+        "b/functions.toml",
+    )
+    write(
+        tmp_path,
+        """
         [functions.f.variants.v]
         type = "chat_completion"
         model = "m"
         system_template = "templates/system.minijinja"
-        """, "a/variants.toml")
+        """,
+        "a/variants.toml",
+    )
     config = load_config(str(tmp_path / "**" / "*.toml"))
     function = config.functions["f"]
     assert function.system_schema.path == str(tmp_path / "b" / "schema.json")
@@ -154,7 +205,10 @@ def test_no_files_matching_glob(tmp_path):
 
 def test_every_variant_type_and_experimentation_parses(tmp_path):
     write(tmp_path, "judge", "judge.txt")
-    path = write(tmp_path, BASE + """
+    path = write(
+        tmp_path,
+        BASE
+        + """
         [functions.f.variants.bon]
         type = "experimental_best_of_n_sampling"
         candidates = ["v", "v"]
@@ -219,7 +273,8 @@ def test_every_variant_type_and_experimentation_parses(tmp_path):
         observability.enabled = false
         observability.batch_writes = { enabled = true, flush_interval_ms = 50 }
         export.otlp.traces.enabled = false
-        """)
+        """,
+    )
     config = load_config(path)
     variants = config.functions["f"].variants
     assert isinstance(variants["v"], ChatCompletionVariantConfig)
@@ -234,8 +289,14 @@ def test_every_variant_type_and_experimentation_parses(tmp_path):
     assert config.gateway.observability.batch_writes.flush_interval_ms == 50
 
 
-@pytest.mark.parametrize("path", ["config/quickstart/tensorzero.toml", "config/examples/openai/tensorzero.toml",
-                                  "config/examples/anthropic/tensorzero.toml"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "config/quickstart/tensorzero.toml",
+        "config/examples/openai/tensorzero.toml",
+        "config/examples/anthropic/tensorzero.toml",
+    ],
+)
 def test_shipped_configs_load(path):
     config = load_config(ROOT / path)
     assert config.functions

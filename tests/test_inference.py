@@ -62,8 +62,11 @@ async def test_streaming_chat(gateway):
 
 
 async def test_json_function(gateway):
-    input_ = {"messages": [{"role": "user", "content": [{"type": "template", "name": "user",
-                                                          "arguments": {"country": "Japan"}}]}]}
+    input_ = {
+        "messages": [
+            {"role": "user", "content": [{"type": "template", "name": "user", "arguments": {"country": "Japan"}}]}
+        ]
+    }
     r = await infer(gateway, function_name="json_success", input=input_)
     assert r.status_code == 200, r.text
     assert r.json()["output"] == {"raw": '{"answer":"Hello"}', "parsed": {"answer": "Hello"}}
@@ -79,8 +82,7 @@ async def test_json_function_legacy_object_content_and_dynamic_output_schema(gat
 
 async def test_json_streaming_has_raw_deltas_and_no_parsed(gateway):
     input_ = {"messages": [{"role": "user", "content": {"country": "Japan"}}]}
-    r = await infer(gateway, function_name="json_success", input=input_, stream=True,
-                    include_aggregated_response=True)
+    r = await infer(gateway, function_name="json_success", input=input_, stream=True, include_aggregated_response=True)
     chunks = events(r.text)
     assert "".join(c["raw"] for c in chunks) == '{"name":"John","age":30}'
     assert all("parsed" not in c for c in chunks)
@@ -139,10 +141,13 @@ async def test_provider_fallback_within_a_model(gateway, openai_mock):
     assert [req["body"]["model"] for req in openai_mock.requests[-2:]] == ["gpt-500", "gpt-ok-noauth"]
 
 
-@pytest.mark.parametrize("variant, fragment", [
-    ("slow_model", "Model slow timed out"),
-    ("slow_variant", "Variant slow_variant timed out"),
-])
+@pytest.mark.parametrize(
+    "variant, fragment",
+    [
+        ("slow_model", "Model slow timed out"),
+        ("slow_variant", "Variant slow_variant timed out"),
+    ],
+)
 async def test_model_and_variant_timeouts(gateway, variant, fragment):
     started = time.monotonic()
     r = await infer(gateway, function_name="timeouts", variant_name=variant, input=PLAIN)
@@ -190,16 +195,28 @@ async def test_anthropic_through_the_gateway(gateway):
 
 async def test_tool_calls_are_validated(gateway):
     r = await infer(gateway, function_name="weather_helper", input=PLAIN)
-    assert r.json()["content"] == [{"type": "tool_call", "id": "0", "raw_name": "get_temperature",
-                                    "raw_arguments": '{"location":"Brooklyn","units":"celsius"}',
-                                    "name": "get_temperature",
-                                    "arguments": {"location": "Brooklyn", "units": "celsius"}}]
+    assert r.json()["content"] == [
+        {
+            "type": "tool_call",
+            "id": "0",
+            "raw_name": "get_temperature",
+            "raw_arguments": '{"location":"Brooklyn","units":"celsius"}',
+            "name": "get_temperature",
+            "arguments": {"location": "Brooklyn", "units": "celsius"},
+        }
+    ]
     assert r.json()["finish_reason"] == "tool_call"
 
 
 async def test_params_override_variant_settings(gateway):
-    r = await infer(gateway, function_name="basic_test", variant_name="echo", input=HELLO,
-                    params={"chat_completion": {"temperature": 0.9}}, dryrun=True)
+    r = await infer(
+        gateway,
+        function_name="basic_test",
+        variant_name="echo",
+        input=HELLO,
+        params={"chat_completion": {"temperature": 0.9}},
+        dryrun=True,
+    )
     assert r.status_code == 200
 
 
@@ -213,8 +230,9 @@ async def test_dynamic_credentials(gateway):
 
 
 async def test_include_raw_response_and_usage(gateway):
-    r = await infer(gateway, function_name="openai_chat", input=PLAIN, include_raw_response=True,
-                    include_raw_usage=True)
+    r = await infer(
+        gateway, function_name="openai_chat", input=PLAIN, include_raw_response=True, include_raw_usage=True
+    )
     body = r.json()
     assert "chatcmpl-1" in body["raw_response"][0]["data"]
     assert body["raw_usage"][0]["data"]["prompt_tokens"] == 12
@@ -229,45 +247,120 @@ async def test_status_and_health(gateway):
 BAD = [
     pytest.param(b'{"function_name": ', 400, "Failed to parse the request body as JSON", id="malformed-json"),
     pytest.param(b"[1, 2]", 400, "must be a JSON object", id="not-an-object"),
-    pytest.param({"function_name": "basic_test", "input": HELLO, "temperature": 1}, 400, "`temperature`: unknown key",
-                 id="unknown-top-level-field"),
-    pytest.param({"function_name": "basic_test", "input": HELLO, "stream": "yes"}, 400, "`stream`: Input should be a valid boolean",
-                 id="wrong-type"),
-    pytest.param({"function_name": "basic_test", "model_name": "gpt", "input": PLAIN}, 400,
-                 "Invalid inference target: exactly one of", id="both-targets"),
+    pytest.param(
+        {"function_name": "basic_test", "input": HELLO, "temperature": 1},
+        400,
+        "`temperature`: unknown key",
+        id="unknown-top-level-field",
+    ),
+    pytest.param(
+        {"function_name": "basic_test", "input": HELLO, "stream": "yes"},
+        400,
+        "`stream`: Input should be a valid boolean",
+        id="wrong-type",
+    ),
+    pytest.param(
+        {"function_name": "basic_test", "model_name": "gpt", "input": PLAIN},
+        400,
+        "Invalid inference target: exactly one of",
+        id="both-targets",
+    ),
     pytest.param({"input": PLAIN}, 400, "Invalid inference target: exactly one of", id="neither-target"),
-    pytest.param({"model_name": "gpt", "variant_name": "x", "input": PLAIN}, 400, "cannot be set together",
-                 id="model-name-with-variant"),
+    pytest.param(
+        {"model_name": "gpt", "variant_name": "x", "input": PLAIN},
+        400,
+        "cannot be set together",
+        id="model-name-with-variant",
+    ),
     pytest.param({"function_name": "nope", "input": PLAIN}, 404, "Unknown function: nope", id="unknown-function"),
-    pytest.param({"function_name": "basic_test", "variant_name": "nope", "input": HELLO}, 404, "Unknown variant: nope",
-                 id="unknown-variant"),
+    pytest.param(
+        {"function_name": "basic_test", "variant_name": "nope", "input": HELLO},
+        404,
+        "Unknown variant: nope",
+        id="unknown-variant",
+    ),
     pytest.param({"model_name": "nope", "input": PLAIN}, 404, "Unknown model: nope", id="unknown-model"),
-    pytest.param({"function_name": "basic_test", "input": PLAIN}, 400,
-                 "Input validation failed with messages: ['input.system: the function has a system schema", id="missing-system"),
-    pytest.param({"function_name": "basic_test", "input": {"system": {"assistant_name": 7}, "messages": []}}, 400,
-                 "input.system.assistant_name: 7 is not of type 'string'", id="schema-type"),
-    pytest.param({"function_name": "json_success", "input": {"messages": [{"role": "user", "content": {"city": "x"}}]}},
-                 400, "input.messages[0].content[0].arguments: 'country' is a required property", id="template-arguments"),
-    pytest.param({"function_name": "basic_test", "input": {"system": SYSTEM, "messages": [{"role": "system", "content": "x"}]}},
-                 400, "`input.messages.0.role`: Input should be 'user' or 'assistant'", id="system-role-in-messages"),
-    pytest.param({"function_name": "basic_test", "input": {"system": SYSTEM, "messages": [
-        {"role": "user", "content": [{"type": "video", "url": "x"}]}]}}, 400, "input.messages.0.content.0", id="bad-block-type"),
-    pytest.param({"function_name": "basic_test", "input": HELLO, "episode_id": "not-a-uuid"}, 400, "Invalid Episode ID",
-                 id="bad-episode-id"),
-    pytest.param({"function_name": "basic_test", "input": HELLO, "episode_id": str(uuid.uuid4())}, 400,
-                 "Invalid Episode ID: Version must be 7", id="uuid4-episode-id"),
-    pytest.param({"function_name": "basic_test", "input": HELLO, "episode_id": str(uuid7(int(time.time() * 1000) + 3_600_000))},
-                 400, "Invalid Episode ID: Timestamp is in the future", id="future-episode-id"),
-    pytest.param({"function_name": "basic_test", "input": HELLO, "tags": {"tensorzero::x": "1"}}, 400,
-                 "Tag name cannot start with 'tensorzero::': tensorzero::x", id="reserved-tag"),
-    pytest.param({"function_name": "basic_test", "input": HELLO, "output_schema": {}}, 400,
-                 "only allowed for JSON functions", id="output-schema-on-chat"),
-    pytest.param({"function_name": "basic_test", "input": HELLO, "include_aggregated_response": True}, 400,
-                 "requires `stream: true`", id="aggregated-without-stream"),
-    pytest.param({"function_name": "weather_helper", "input": PLAIN, "allowed_tools": ["nope"]}, 400,
-                 "Tool not found: nope", id="unknown-allowed-tool"),
-    pytest.param({"function_name": "basic_test", "input": HELLO, "cache_options": {"enabled": "on"}}, 501,
-                 "inference cache is not available yet", id="cache-not-yet"),
+    pytest.param(
+        {"function_name": "basic_test", "input": PLAIN},
+        400,
+        "Input validation failed with messages: ['input.system: the function has a system schema",
+        id="missing-system",
+    ),
+    pytest.param(
+        {"function_name": "basic_test", "input": {"system": {"assistant_name": 7}, "messages": []}},
+        400,
+        "input.system.assistant_name: 7 is not of type 'string'",
+        id="schema-type",
+    ),
+    pytest.param(
+        {"function_name": "json_success", "input": {"messages": [{"role": "user", "content": {"city": "x"}}]}},
+        400,
+        "input.messages[0].content[0].arguments: 'country' is a required property",
+        id="template-arguments",
+    ),
+    pytest.param(
+        {"function_name": "basic_test", "input": {"system": SYSTEM, "messages": [{"role": "system", "content": "x"}]}},
+        400,
+        "`input.messages.0.role`: Input should be 'user' or 'assistant'",
+        id="system-role-in-messages",
+    ),
+    pytest.param(
+        {
+            "function_name": "basic_test",
+            "input": {"system": SYSTEM, "messages": [{"role": "user", "content": [{"type": "video", "url": "x"}]}]},
+        },
+        400,
+        "input.messages.0.content.0",
+        id="bad-block-type",
+    ),
+    pytest.param(
+        {"function_name": "basic_test", "input": HELLO, "episode_id": "not-a-uuid"},
+        400,
+        "Invalid Episode ID",
+        id="bad-episode-id",
+    ),
+    pytest.param(
+        {"function_name": "basic_test", "input": HELLO, "episode_id": str(uuid.uuid4())},
+        400,
+        "Invalid Episode ID: Version must be 7",
+        id="uuid4-episode-id",
+    ),
+    pytest.param(
+        {"function_name": "basic_test", "input": HELLO, "episode_id": str(uuid7(int(time.time() * 1000) + 3_600_000))},
+        400,
+        "Invalid Episode ID: Timestamp is in the future",
+        id="future-episode-id",
+    ),
+    pytest.param(
+        {"function_name": "basic_test", "input": HELLO, "tags": {"tensorzero::x": "1"}},
+        400,
+        "Tag name cannot start with 'tensorzero::': tensorzero::x",
+        id="reserved-tag",
+    ),
+    pytest.param(
+        {"function_name": "basic_test", "input": HELLO, "output_schema": {}},
+        400,
+        "only allowed for JSON functions",
+        id="output-schema-on-chat",
+    ),
+    pytest.param(
+        {"function_name": "basic_test", "input": HELLO, "include_aggregated_response": True},
+        400,
+        "requires `stream: true`",
+        id="aggregated-without-stream",
+    ),
+    pytest.param(
+        {"function_name": "weather_helper", "input": PLAIN, "allowed_tools": ["nope"]},
+        400,
+        "Tool not found: nope",
+        id="unknown-allowed-tool",
+    ),
+    pytest.param(
+        {"function_name": "basic_test", "input": HELLO, "cache_options": {"enabled": "on"}},
+        501,
+        "inference cache is not available yet",
+        id="cache-not-yet",
+    ),
 ]
 
 

@@ -9,7 +9,16 @@ from tensorzero_ray.config.models import ProviderConfig
 from tensorzero_ray.errors import InvalidRequest, ProviderError
 from tensorzero_ray.providers import CallContext, build_provider
 from tensorzero_ray.providers.anthropic import default_max_tokens
-from tensorzero_ray.types import FinishReason, Text, TextChunk, Thought, ToolCall, ToolCallChunk, ToolCallOutput, ToolResult
+from tensorzero_ray.types import (
+    FinishReason,
+    Text,
+    TextChunk,
+    Thought,
+    ToolCall,
+    ToolCallChunk,
+    ToolCallOutput,
+    ToolResult,
+)
 from tensorzero_ray.types.model import ModelInferenceRequest, RequestMessage, ToolDefinition, ToolSettings
 
 PROVIDER = TypeAdapter(ProviderConfig)
@@ -17,8 +26,14 @@ CTX = CallContext(credentials={"anthropic": "sk-ant-test"})
 
 
 def provider(mock, model="claude-ok"):
-    config = PROVIDER.validate_python({"type": "anthropic", "model_name": model, "api_base": f"{mock.url}/v1/messages",
-                                       "api_key_location": "dynamic::anthropic"})
+    config = PROVIDER.validate_python(
+        {
+            "type": "anthropic",
+            "model_name": model,
+            "api_base": f"{mock.url}/v1/messages",
+            "api_key_location": "dynamic::anthropic",
+        }
+    )
     return build_provider("p", config, timeout_s=5)
 
 
@@ -32,9 +47,13 @@ async def test_non_streaming_request_and_response(anthropic_mock):
     response = await provider(anthropic_mock).infer(request(temperature=0.1, seed=3), CTX)
     sent = anthropic_mock.last()
     assert sent["headers"]["x-api-key"] == "sk-ant-test"
-    assert sent["body"] == {"model": "claude-ok", "max_tokens": 100, "temperature": 0.1,
-                            "system": [{"type": "text", "text": "Be brief."}],
-                            "messages": [{"role": "user", "content": [{"type": "text", "text": "Hi"}]}]}
+    assert sent["body"] == {
+        "model": "claude-ok",
+        "max_tokens": 100,
+        "temperature": 0.1,
+        "system": [{"type": "text", "text": "Be brief."}],
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "Hi"}]}],
+    }
     assert response.content == [Text(text="Hello from Claude mock")]
     assert response.usage.input_tokens == 20 + 5 + 2
     assert response.usage.provider_cache_read_input_tokens == 5
@@ -53,17 +72,25 @@ async def test_streaming(anthropic_mock):
 
 
 async def test_tools_and_tool_history(anthropic_mock):
-    settings = ToolSettings(tools=[ToolDefinition(name="get_weather", description="Weather", parameters={"type": "object"})],
-                            tool_choice="required", parallel_tool_calls=False)
-    history = [RequestMessage(role="user", content=[Text(text="Weather?")]),
-               RequestMessage(role="assistant", content=[ToolCall(id="t0", name="get_weather", arguments='{"city":"Oslo"}')]),
-               RequestMessage(role="user", content=[ToolResult(id="t0", name="get_weather", result="rain")])]
-    response = await provider(anthropic_mock, "claude-tool").infer(request(messages=history, tool_settings=settings), CTX)
+    settings = ToolSettings(
+        tools=[ToolDefinition(name="get_weather", description="Weather", parameters={"type": "object"})],
+        tool_choice="required",
+        parallel_tool_calls=False,
+    )
+    history = [
+        RequestMessage(role="user", content=[Text(text="Weather?")]),
+        RequestMessage(role="assistant", content=[ToolCall(id="t0", name="get_weather", arguments='{"city":"Oslo"}')]),
+        RequestMessage(role="user", content=[ToolResult(id="t0", name="get_weather", result="rain")]),
+    ]
+    response = await provider(anthropic_mock, "claude-tool").infer(
+        request(messages=history, tool_settings=settings), CTX
+    )
     body = anthropic_mock.last()["body"]
     assert body["tools"] == [{"name": "get_weather", "description": "Weather", "input_schema": {"type": "object"}}]
     assert body["tool_choice"] == {"type": "any", "disable_parallel_tool_use": True}
-    assert body["messages"][1]["content"] == [{"type": "tool_use", "id": "t0", "name": "get_weather",
-                                               "input": {"city": "Oslo"}}]
+    assert body["messages"][1]["content"] == [
+        {"type": "tool_use", "id": "t0", "name": "get_weather", "input": {"city": "Oslo"}}
+    ]
     assert body["messages"][2]["content"] == [{"type": "tool_result", "tool_use_id": "t0", "content": "rain"}]
     assert response.content[1] == ToolCallOutput(id="toolu_1", raw_name="get_weather", raw_arguments='{"city":"Tokyo"}')
     assert response.finish_reason == FinishReason.TOOL_CALL
@@ -84,7 +111,9 @@ async def test_streamed_tool_call(anthropic_mock):
 async def test_json_mode_on_prefills_and_restores_the_brace(anthropic_mock):
     response = await provider(anthropic_mock, "claude-json").infer(request(function_type="json", json_mode="on"), CTX)
     assert anthropic_mock.last()["body"]["messages"][-1] == {
-        "role": "assistant", "content": [{"type": "text", "text": "Here is the JSON requested:\n{"}]}
+        "role": "assistant",
+        "content": [{"type": "text", "text": "Here is the JSON requested:\n{"}],
+    }
     assert response.content == [Text(text='{"answer":"42"}')]
 
 

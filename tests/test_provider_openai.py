@@ -17,8 +17,15 @@ PROVIDER = TypeAdapter(ProviderConfig)
 
 
 def provider(mock, model: str = "gpt-ok", type_: str = "openai", **extra):
-    config = PROVIDER.validate_python({"type": type_, "model_name": model, "api_base": f"{mock.url}/v1/",
-                                       "api_key_location": "dynamic::openai", **extra})
+    config = PROVIDER.validate_python(
+        {
+            "type": type_,
+            "model_name": model,
+            "api_base": f"{mock.url}/v1/",
+            "api_key_location": "dynamic::openai",
+            **extra,
+        }
+    )
     return build_provider("p", config, timeout_s=5)
 
 
@@ -38,9 +45,14 @@ async def test_non_streaming_request_and_response(openai_mock):
     assert sent["headers"]["authorization"] == "Bearer sk-test"
     assert sent["body"] == {
         "model": "gpt-ok",
-        "messages": [{"role": "system", "content": "Be brief."},
-                     {"role": "user", "content": [{"type": "text", "text": "Hi"}]}],
-        "temperature": 0.2, "max_completion_tokens": 50, "seed": 7, "stop": ["\n"],
+        "messages": [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": [{"type": "text", "text": "Hi"}]},
+        ],
+        "temperature": 0.2,
+        "max_completion_tokens": 50,
+        "seed": 7,
+        "stop": ["\n"],
     }
     assert response.content == [Text(text="Hello from the mock")]
     assert (response.usage.input_tokens, response.usage.output_tokens) == (12, 7)
@@ -63,21 +75,33 @@ async def test_streaming_with_usage(openai_mock):
 
 async def test_tools_round_trip(openai_mock):
     p = provider(openai_mock, "gpt-tool")
-    tools = ToolSettings(tools=[ToolDefinition(name="get_weather", description="Weather",
-                                               parameters={"type": "object"})], tool_choice="required",
-                         parallel_tool_calls=False)
-    history = [RequestMessage(role="user", content=[Text(text="Weather?")]),
-               RequestMessage(role="assistant", content=[ToolCall(id="c0", name="get_weather", arguments="{}")]),
-               RequestMessage(role="user", content=[ToolResult(id="c0", name="get_weather", result="sunny"),
-                                                    Text(text="And tomorrow?")])]
+    tools = ToolSettings(
+        tools=[ToolDefinition(name="get_weather", description="Weather", parameters={"type": "object"})],
+        tool_choice="required",
+        parallel_tool_calls=False,
+    )
+    history = [
+        RequestMessage(role="user", content=[Text(text="Weather?")]),
+        RequestMessage(role="assistant", content=[ToolCall(id="c0", name="get_weather", arguments="{}")]),
+        RequestMessage(
+            role="user", content=[ToolResult(id="c0", name="get_weather", result="sunny"), Text(text="And tomorrow?")]
+        ),
+    ]
     response = await p.infer(request(messages=history, tool_settings=tools), CTX)
     body = openai_mock.last()["body"]
-    assert body["tools"] == [{"type": "function", "function": {"name": "get_weather", "description": "Weather",
-                                                               "parameters": {"type": "object"}}}]
+    assert body["tools"] == [
+        {
+            "type": "function",
+            "function": {"name": "get_weather", "description": "Weather", "parameters": {"type": "object"}},
+        }
+    ]
     assert body["tool_choice"] == "required"
     assert body["parallel_tool_calls"] is False
-    assert body["messages"][2] == {"role": "assistant", "content": None, "tool_calls": [
-        {"id": "c0", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}]}
+    assert body["messages"][2] == {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [{"id": "c0", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}],
+    }
     assert body["messages"][3] == {"role": "tool", "tool_call_id": "c0", "content": "sunny"}
     assert body["messages"][4]["role"] == "user"
     call = response.content[0]
@@ -93,13 +117,19 @@ async def test_streamed_tool_call_chunks_keep_the_call_id(openai_mock):
     assert "".join(c.raw_arguments for c in chunks) == '{"city":"Tokyo"}'
 
 
-@pytest.mark.parametrize("mode, schema, expected", [
-    ("on", None, {"type": "json_object"}),
-    ("strict", {"type": "object"}, {"type": "json_schema", "json_schema": {"name": "response", "strict": True,
-                                                                           "schema": {"type": "object"}}}),
-    ("strict", None, {"type": "json_object"}),
-    ("off", {"type": "object"}, None),
-])
+@pytest.mark.parametrize(
+    "mode, schema, expected",
+    [
+        ("on", None, {"type": "json_object"}),
+        (
+            "strict",
+            {"type": "object"},
+            {"type": "json_schema", "json_schema": {"name": "response", "strict": True, "schema": {"type": "object"}}},
+        ),
+        ("strict", None, {"type": "json_object"}),
+        ("off", {"type": "object"}, None),
+    ],
+)
 async def test_json_modes(openai_mock, mode, schema, expected):
     p = provider(openai_mock, "gpt-json")
     await p.infer(request(function_type="json", json_mode=mode, output_schema=schema), CTX)
@@ -119,12 +149,18 @@ async def test_json_mode_tool_forces_the_respond_tool(openai_mock):
 
 
 async def test_extra_body_and_headers_merge_in_priority_order(openai_mock):
-    p = provider(openai_mock, extra_body=[{"pointer": "/top_k", "value": 40}, {"pointer": "/seed", "value": 1}],
-                 extra_headers=[{"name": "x-from-config", "value": "c"}])
-    ctx = CallContext(credentials={"openai": "sk-test"}, extra_body=[ExtraBodyEntry(pointer="/seed", value=2),
-                                                                    ExtraBodyEntry(pointer="/logit_bias/50256", value=-100)])
-    await p.infer(request(seed=0, extra_body=[ExtraBodyEntry(pointer="/temperature", delete=True)],
-                          temperature=1.0), ctx)
+    p = provider(
+        openai_mock,
+        extra_body=[{"pointer": "/top_k", "value": 40}, {"pointer": "/seed", "value": 1}],
+        extra_headers=[{"name": "x-from-config", "value": "c"}],
+    )
+    ctx = CallContext(
+        credentials={"openai": "sk-test"},
+        extra_body=[ExtraBodyEntry(pointer="/seed", value=2), ExtraBodyEntry(pointer="/logit_bias/50256", value=-100)],
+    )
+    await p.infer(
+        request(seed=0, extra_body=[ExtraBodyEntry(pointer="/temperature", delete=True)], temperature=1.0), ctx
+    )
     sent = openai_mock.last()
     assert sent["body"]["top_k"] == 40
     assert sent["body"]["seed"] == 2
@@ -151,8 +187,14 @@ async def test_wrong_key_is_a_provider_error(openai_mock):
 
 
 async def test_client_timeout(openai_mock):
-    config = PROVIDER.validate_python({"type": "openai", "model_name": "gpt-slow", "api_base": f"{openai_mock.url}/v1/",
-                                       "api_key_location": "dynamic::openai"})
+    config = PROVIDER.validate_python(
+        {
+            "type": "openai",
+            "model_name": "gpt-slow",
+            "api_base": f"{openai_mock.url}/v1/",
+            "api_key_location": "dynamic::openai",
+        }
+    )
     p = build_provider("p", config, timeout_s=0.3)
     with pytest.raises(ProviderError, match="timed out"):
         await p.infer(request(), CTX)
@@ -167,8 +209,10 @@ async def test_stream_broken_mid_way_raises_after_the_chunks_it_got(openai_mock)
     assert [c.text for c in received] == ["Hello", " from"]
 
 
-@pytest.mark.parametrize("type_", ["together", "fireworks", "groq", "deepseek", "xai", "openrouter", "hyperbolic",
-                                   "mistral", "vllm", "sglang"])
+@pytest.mark.parametrize(
+    "type_",
+    ["together", "fireworks", "groq", "deepseek", "xai", "openrouter", "hyperbolic", "mistral", "vllm", "sglang"],
+)
 async def test_openai_compatible_family_uses_api_base(openai_mock, type_):
     assert type_ in PROVIDERS
     p = provider(openai_mock, type_=type_)
@@ -179,15 +223,18 @@ async def test_openai_compatible_family_uses_api_base(openai_mock, type_):
 
 async def test_self_hosted_without_key_sends_no_authorization(openai_mock, monkeypatch):
     monkeypatch.delenv("VLLM_API_KEY", raising=False)
-    config = PROVIDER.validate_python({"type": "vllm", "model_name": "gpt-ok-noauth", "api_base": f"{openai_mock.url}/v1/"})
+    config = PROVIDER.validate_python(
+        {"type": "vllm", "model_name": "gpt-ok-noauth", "api_base": f"{openai_mock.url}/v1/"}
+    )
     p = build_provider("p", config, timeout_s=5)
     await p.infer(request(), CallContext())
     assert "authorization" not in openai_mock.last()["headers"]
 
 
 async def test_azure_puts_deployment_in_url_and_key_in_header(openai_mock):
-    config = PROVIDER.validate_python({"type": "azure", "deployment_id": "gpt-ok", "endpoint": openai_mock.url,
-                                       "api_key_location": "dynamic::openai"})
+    config = PROVIDER.validate_python(
+        {"type": "azure", "deployment_id": "gpt-ok", "endpoint": openai_mock.url, "api_key_location": "dynamic::openai"}
+    )
     p = build_provider("p", config, timeout_s=5)
     response = await p.infer(request(), CTX)
     sent = openai_mock.last()

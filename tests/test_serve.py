@@ -65,21 +65,39 @@ def test_streaming_through_the_proxy(client):
 
 
 def test_json_function(client):
-    r = client.post("/inference", json={"function_name": "extract", "input": {
-        "messages": [{"role": "user", "content": [{"type": "template", "name": "user", "arguments": {"text": "hi"}}]}]}})
+    r = client.post(
+        "/inference",
+        json={
+            "function_name": "extract",
+            "input": {
+                "messages": [
+                    {"role": "user", "content": [{"type": "template", "name": "user", "arguments": {"text": "hi"}}]}
+                ]
+            },
+        },
+    )
     assert r.status_code == 200, r.text
     assert r.json()["output"] == {"raw": '{"answer":"Hello"}', "parsed": {"answer": "Hello"}}
 
 
-@pytest.mark.parametrize("body, status, fragment", [
-    ({"function_name": "chat", "variant_name": "nope", "input": {"system": SYSTEM}}, 404, "Unknown variant: nope"),
-    ({"function_name": "chat", "input": {"system": {"name": "x"}}}, 400, "Input validation failed"),
-    ({"function_name": "missing", "input": {}}, 404, "Unknown function: missing"),
-    ({"model_name": "dummy::error", "input": {"messages": [{"role": "user", "content": "x"}]}}, 500,
-     "All model providers failed to infer with errors: dummy: Error sending request"),
-    ({"model_name": "dummy::error", "stream": True, "input": {"messages": [{"role": "user", "content": "x"}]}}, 500,
-     "All model providers failed"),
-])
+@pytest.mark.parametrize(
+    "body, status, fragment",
+    [
+        ({"function_name": "chat", "variant_name": "nope", "input": {"system": SYSTEM}}, 404, "Unknown variant: nope"),
+        ({"function_name": "chat", "input": {"system": {"name": "x"}}}, 400, "Input validation failed"),
+        ({"function_name": "missing", "input": {}}, 404, "Unknown function: missing"),
+        (
+            {"model_name": "dummy::error", "input": {"messages": [{"role": "user", "content": "x"}]}},
+            500,
+            "All model providers failed to infer with errors: dummy: Error sending request",
+        ),
+        (
+            {"model_name": "dummy::error", "stream": True, "input": {"messages": [{"role": "user", "content": "x"}]}},
+            500,
+            "All model providers failed",
+        ),
+    ],
+)
 def test_errors_cross_the_deployment_handles_intact(client, body, status, fragment):
     r = client.post("/inference", json=body)
     assert r.status_code == status, r.text
@@ -93,8 +111,10 @@ def test_failed_candidate_is_resampled(client):
     weights = config.functions["chat"].experimentation.candidate_variants
     threshold = weights["baseline"] / sum(weights.values())
     episode = next(e for e in iter(uuid7, None) if episode_draw("chat", e) >= threshold)
-    names = {client.post("/inference", json={**readme_example(), "episode_id": str(episode)}).json()["variant_name"]
-             for _ in range(2)}
+    names = {
+        client.post("/inference", json={**readme_example(), "episode_id": str(episode)}).json()["variant_name"]
+        for _ in range(2)
+    }
     assert names == {"concise", "baseline"}
 
 
@@ -113,7 +133,12 @@ def test_serve_yaml_is_valid_and_builds_the_application():
     assert re.match(r"tensorzero_ray\.serve\.app:build_app", schema.applications[0].import_path)
     app = build_app({**app_args, "config": str(ROOT / app_args["config"])})
     deployed = {d.name for d in _deployments(app)}
-    assert deployed == {"Gateway", "FunctionRouter-chat", "FunctionRouter-extract", "FunctionRouter-tensorzero__default"}
+    assert deployed == {
+        "Gateway",
+        "FunctionRouter-chat",
+        "FunctionRouter-extract",
+        "FunctionRouter-tensorzero__default",
+    }
     yaml_names = {d["name"] for d in data["applications"][0]["deployments"]}
     assert yaml_names <= deployed
 

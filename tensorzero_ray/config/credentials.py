@@ -71,9 +71,7 @@ def _read_path(path: str) -> str | None:
         return None
 
 
-def resolve_credential(
-    location: CredentialLocation, credentials: dict[str, str], provider: str
-) -> SecretStr | None:
+def resolve_credential(location: CredentialLocation, credentials: dict[str, str], provider: str) -> SecretStr | None:
     """The API key for one request, or None when the location is `none`."""
     locations = [location] if isinstance(location, str) else [location.default, location.fallback]
     for loc in locations:

@@ -47,9 +47,7 @@ class AdaptiveExperimentation(Strict):
         return {name: 1.0 for name in self.candidate_variants}
 
 
-ExperimentationConfig = Annotated[
-    Union[StaticExperimentation, AdaptiveExperimentation], Field(discriminator="type")
-]
+ExperimentationConfig = Annotated[Union[StaticExperimentation, AdaptiveExperimentation], Field(discriminator="type")]
 StaticExperimentation.model_rebuild()
 AdaptiveExperimentation.model_rebuild()
 

@@ -85,9 +85,7 @@ class GatewayConfig(Strict):
     disable_pseudonymous_usage_analytics: bool = False
     fetch_and_encode_input_files_before_inference: bool = False
     global_outbound_http_timeout_ms: int = Field(default=900_000, gt=0)
-    template_filesystem_access: TemplateFilesystemAccess = Field(
-        default_factory=TemplateFilesystemAccess
-    )
+    template_filesystem_access: TemplateFilesystemAccess = Field(default_factory=TemplateFilesystemAccess)
     observability: Observability = Field(default_factory=Observability)
     export: Export = Field(default_factory=Export)
     metrics: GatewayMetrics = Field(default_factory=GatewayMetrics)

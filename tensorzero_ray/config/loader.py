@@ -72,9 +72,7 @@ def _merge(into: dict, new: dict, prefix: tuple[str, ...], path: Path, origins: 
             if isinstance(into[key], dict) and isinstance(value, dict):
                 _merge(into[key], value, key_path, path, origins)
                 continue
-            raise ConfigError(
-                f"Duplicate definition of `{'.'.join(key_path)}` in {origins[key_path]} and {path}"
-            )
+            raise ConfigError(f"Duplicate definition of `{'.'.join(key_path)}` in {origins[key_path]} and {path}")
         into[key] = value
         _record(origins, key_path, value, path)
 

@@ -45,8 +45,7 @@ class CostEntry(Strict):
             split and (self.pointer_nonstreaming is None or self.pointer_streaming is None)
         ):
             raise ValueError(
-                "a cost entry needs either `pointer` or both `pointer_nonstreaming` and "
-                "`pointer_streaming`"
+                "a cost entry needs either `pointer` or both `pointer_nonstreaming` and `pointer_streaming`"
             )
         if (self.cost_per_million is None) == (self.cost_per_unit is None):
             raise ValueError("a cost entry needs exactly one of `cost_per_million` or `cost_per_unit`")
@@ -80,17 +79,13 @@ class OpenAIProviderConfig(ProviderBase):
     api_type: Literal["chat_completions", "responses"] = "chat_completions"
     include_encrypted_reasoning: bool = False
     provider_tools: list[dict[str, Any]] = Field(default_factory=list)
-    content_type_overrides: dict[str, Literal["image_url", "file", "input_audio"]] = Field(
-        default_factory=dict
-    )
+    content_type_overrides: dict[str, Literal["image_url", "file", "input_audio"]] = Field(default_factory=dict)
 
 
 class OpenAICompatibleProviderConfig(ProviderBase):
     """Hosted services that speak OpenAI's chat completions API."""
 
-    type: Literal[
-        "together", "fireworks", "groq", "deepseek", "xai", "openrouter", "hyperbolic", "mistral"
-    ]
+    type: Literal["together", "fireworks", "groq", "deepseek", "xai", "openrouter", "hyperbolic", "mistral"]
     model_name: str
     api_base: str | None = None
     parse_think_blocks: bool = False
@@ -223,9 +218,7 @@ def shorthand_model(model: str) -> ModelConfig | None:
         return None
     provider_type, name = parsed
     if provider_type == "openai" and name.startswith("responses::"):
-        provider = {"type": "openai", "model_name": name.removeprefix("responses::"),
-                    "api_type": "responses"}
+        provider = {"type": "openai", "model_name": name.removeprefix("responses::"), "api_type": "responses"}
     else:
         provider = {"type": provider_type, "model_name": name}
-    return ModelConfig.model_validate({"routing": [provider_type],
-                                       "providers": {provider_type: provider}})
+    return ModelConfig.model_validate({"routing": [provider_type], "providers": {provider_type: provider}})

@@ -93,8 +93,9 @@ class Config(Strict):
                 found.append((("metrics", name), f"metric name `{name}` is reserved"))
         for name, evaluation in self.evaluations.items():
             if evaluation.function_name not in self.functions:
-                found.append(((("evaluations", name, "function_name")),
-                              f"unknown function `{evaluation.function_name}`"))
+                found.append(
+                    ((("evaluations", name, "function_name")), f"unknown function `{evaluation.function_name}`")
+                )
         return found
 
     def has_model(self, name: str) -> bool:
@@ -112,24 +113,33 @@ def _model_problems(config: Config) -> list[Problem]:
         seen = set()
         for index, provider in enumerate(model.routing):
             if provider not in model.providers:
-                found.append((("models", name, "routing", str(index)),
-                              f"routing names unknown provider `{provider}`"))
+                found.append((("models", name, "routing", str(index)), f"routing names unknown provider `{provider}`"))
             if provider in seen:
-                found.append((("models", name, "routing", str(index)),
-                              f"provider `{provider}` appears twice in routing"))
+                found.append(
+                    (("models", name, "routing", str(index)), f"provider `{provider}` appears twice in routing")
+                )
             seen.add(provider)
         for provider_name, provider in model.providers.items():
             if provider_name not in model.routing:
-                found.append((("models", name, "providers", provider_name),
-                              f"provider `{provider_name}` is not listed in `routing`"))
+                found.append(
+                    (
+                        ("models", name, "providers", provider_name),
+                        f"provider `{provider_name}` is not listed in `routing`",
+                    )
+                )
             if isinstance(provider, UnsupportedProviderConfig):
-                found.append((("models", name, "providers", provider_name, "type"),
-                              f"provider type `{provider.type}` is not supported by tensorzero-ray yet"))
+                found.append(
+                    (
+                        ("models", name, "providers", provider_name, "type"),
+                        f"provider type `{provider.type}` is not supported by tensorzero-ray yet",
+                    )
+                )
     for name, model in config.embedding_models.items():
         for index, provider in enumerate(model.routing):
             if provider not in model.providers:
-                found.append((("embedding_models", name, "routing", str(index)),
-                              f"routing names unknown provider `{provider}`"))
+                found.append(
+                    (("embedding_models", name, "routing", str(index)), f"routing names unknown provider `{provider}`")
+                )
     return found
 
 
@@ -141,8 +151,9 @@ def _function_problems(config: Config, name: str, function: Any) -> list[Problem
     schema_names = set(function.schema_files())
     weighted = [v for v in function.variants.values() if v.weight is not None]
     if weighted and function.experimentation is not None:
-        found.append((("experimentation",),
-                      "per-variant `weight` cannot be combined with an `[experimentation]` section"))
+        found.append(
+            (("experimentation",), "per-variant `weight` cannot be combined with an `[experimentation]` section")
+        )
 
     for variant_name, variant in function.variants.items():
         where = ("variants", variant_name)
@@ -152,7 +163,9 @@ def _function_problems(config: Config, name: str, function: Any) -> list[Problem
         if isinstance(variant, ChatCompletionVariantConfig):
             templates = set(variant.template_texts())
             for schema in sorted(schema_names - templates):
-                found.append((where, f"the function has a `{schema}` schema, so this variant needs a `{schema}` template"))
+                found.append(
+                    (where, f"the function has a `{schema}` schema, so this variant needs a `{schema}` template")
+                )
         if isinstance(variant, (BestOfNVariantConfig, MixtureOfNVariantConfig)):
             for index, candidate in enumerate(variant.candidates):
                 if candidate not in variant_names:
@@ -166,7 +179,9 @@ def _function_problems(config: Config, name: str, function: Any) -> list[Problem
                 found.append((("tools", str(index)), f"unknown tool `{tool}`"))
         choice = function.tool_choice
         if not isinstance(choice, str) and choice.specific not in function.tools:
-            found.append((("tool_choice",), f"tool_choice names `{choice.specific}`, which is not one of this function's tools"))
+            found.append(
+                (("tool_choice",), f"tool_choice names `{choice.specific}`, which is not one of this function's tools")
+            )
 
     if function.experimentation is not None:
         found += _experimentation_problems(config, ("experimentation",), function.experimentation, variant_names)
@@ -177,8 +192,12 @@ def _function_problems(config: Config, name: str, function: Any) -> list[Problem
         if isinstance(evaluator, LlmJudgeEvaluator):
             for judge_name, judge in evaluator.variants.items():
                 if not config.has_model(judge.model):
-                    found.append((("evaluators", evaluator_name, "variants", judge_name, "model"),
-                                  f"unknown model `{judge.model}`"))
+                    found.append(
+                        (
+                            ("evaluators", evaluator_name, "variants", judge_name, "model"),
+                            f"unknown model `{judge.model}`",
+                        )
+                    )
     return found
 
 
@@ -188,20 +207,29 @@ def _experimentation_problems(config, where, experimentation, variant_names) -> 
     candidate_names = list(candidates) if not isinstance(candidates, dict) else list(candidates.keys())
     for index, candidate in enumerate(candidate_names):
         if candidate not in variant_names:
-            found.append(((*where, "candidate_variants", str(index) if not isinstance(candidates, dict) else candidate),
-                          f"unknown variant `{candidate}`"))
+            found.append(
+                (
+                    (*where, "candidate_variants", str(index) if not isinstance(candidates, dict) else candidate),
+                    f"unknown variant `{candidate}`",
+                )
+            )
     if len(set(candidate_names)) != len(candidate_names):
         found.append(((*where, "candidate_variants"), "a variant is listed twice"))
     for index, fallback in enumerate(experimentation.fallback_variants):
         if fallback not in variant_names:
             found.append(((*where, "fallback_variants", str(index)), f"unknown variant `{fallback}`"))
         if fallback in candidate_names:
-            found.append(((*where, "fallback_variants", str(index)),
-                          f"variant `{fallback}` is both a candidate and a fallback"))
+            found.append(
+                ((*where, "fallback_variants", str(index)), f"variant `{fallback}` is both a candidate and a fallback")
+            )
     if isinstance(experimentation, AdaptiveExperimentation):
         if experimentation.metric not in config.metrics:
             found.append(((*where, "metric"), f"unknown metric `{experimentation.metric}`"))
-    elif isinstance(candidates, dict) and candidates and not any(w > 0 for w in candidates.values()) \
-            and not experimentation.fallback_variants:
+    elif (
+        isinstance(candidates, dict)
+        and candidates
+        and not any(w > 0 for w in candidates.values())
+        and not experimentation.fallback_variants
+    ):
         found.append(((*where, "candidate_variants"), "needs at least one positive weight or a fallback variant"))
     return found

@@ -62,5 +62,7 @@ def build_sampler(function_name: str, variants: dict, experimentation) -> Varian
     if isinstance(experimentation, AdaptiveExperimentation):
         logger.warning(
             "function %s: adaptive (track-and-stop) experimentation needs stored feedback, which is "
-            "not wired yet; sampling its candidates uniformly", function_name)
+            "not wired yet; sampling its candidates uniformly",
+            function_name,
+        )
     return VariantSampler(experimentation.weights(names), list(experimentation.fallback_variants))

@@ -34,6 +34,7 @@ class InputValidator:
                 elif isinstance(block, Text) and message.role in self._validators:
                     problems.append(
                         f"{where}: the function has a `{message.role}` schema, so {message.role} "
-                        "content must be template arguments, not text")
+                        "content must be template arguments, not text"
+                    )
         if problems:
             raise InputValidationError(problems)

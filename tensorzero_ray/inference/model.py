@@ -30,13 +30,17 @@ class RequestExtras:
 
     def context(self, variant: str | None, model: str, provider: str) -> CallContext:
         def applies(entry) -> bool:
-            return ((entry.variant_name is None or entry.variant_name == variant)
-                    and (entry.model_name is None or entry.model_name == model)
-                    and (entry.provider_name is None or entry.provider_name == provider))
+            return (
+                (entry.variant_name is None or entry.variant_name == variant)
+                and (entry.model_name is None or entry.model_name == model)
+                and (entry.provider_name is None or entry.provider_name == provider)
+            )
 
-        return CallContext(credentials=self.credentials,
-                           extra_body=[e for e in self.extra_body if applies(e)],
-                           extra_headers=[e for e in self.extra_headers if applies(e)])
+        return CallContext(
+            credentials=self.credentials,
+            extra_body=[e for e in self.extra_body if applies(e)],
+            extra_headers=[e for e in self.extra_headers if applies(e)],
+        )
 
 
 def _seconds(ms: int | None) -> float | None:
@@ -75,8 +79,9 @@ class Model:
         for _, provider in self.providers:
             await provider.aclose()
 
-    async def infer(self, request: ModelInferenceRequest, extras: RequestExtras,
-                    variant: str | None = None) -> ModelInferenceResult:
+    async def infer(
+        self, request: ModelInferenceRequest, extras: RequestExtras, variant: str | None = None
+    ) -> ModelInferenceResult:
         try:
             async with asyncio.timeout(_seconds(self.config.timeouts.non_streaming.total_ms)):
                 return await self._infer_in_order(request, extras, variant)
@@ -93,7 +98,8 @@ class Model:
                     response = await provider.infer(request, ctx)
             except TimeoutError:
                 errors[provider_name] = ProviderError(
-                    f"Model provider {provider_name} timed out", provider_type=provider.provider_type, status_code=408)
+                    f"Model provider {provider_name} timed out", provider_type=provider.provider_type, status_code=408
+                )
                 continue
             except TensorZeroError as exc:
                 errors[provider_name] = exc
@@ -102,16 +108,25 @@ class Model:
             usage = response.usage.model_copy()
             usage.cost = compute_cost(provider.config.cost, [_json_or_none(response.raw_response)], False)
             return ModelInferenceResult(
-                id=uuid7(), model_name=self.name, model_provider_name=provider_name,
-                provider_type=provider.provider_type, output=response.content, usage=usage,
-                finish_reason=response.finish_reason, raw_request=response.raw_request,
-                raw_response=response.raw_response, raw_usage=response.raw_usage,
-                system=request.system, input_messages=request.messages, response_time_ms=elapsed,
+                id=uuid7(),
+                model_name=self.name,
+                model_provider_name=provider_name,
+                provider_type=provider.provider_type,
+                output=response.content,
+                usage=usage,
+                finish_reason=response.finish_reason,
+                raw_request=response.raw_request,
+                raw_response=response.raw_response,
+                raw_usage=response.raw_usage,
+                system=request.system,
+                input_messages=request.messages,
+                response_time_ms=elapsed,
             )
         raise AllModelProvidersFailed(errors)
 
-    async def stream(self, request: ModelInferenceRequest, extras: RequestExtras,
-                     variant: str | None = None) -> "ModelStream":
+    async def stream(
+        self, request: ModelInferenceRequest, extras: RequestExtras, variant: str | None = None
+    ) -> "ModelStream":
         """Start a stream on the first provider that yields a first chunk in time."""
         try:
             async with asyncio.timeout(_seconds(self.config.timeouts.streaming.ttft_ms)):
@@ -132,12 +147,15 @@ class Model:
                 await _close(iterator)
                 errors[provider_name] = ProviderError(
                     f"Model provider {provider_name} timed out before its first chunk",
-                    provider_type=provider.provider_type, status_code=408)
+                    provider_type=provider.provider_type,
+                    status_code=408,
+                )
                 continue
             except StopAsyncIteration:
                 errors[provider_name] = ProviderError(
                     f"Model provider {provider_name} ended the stream without a chunk",
-                    provider_type=provider.provider_type)
+                    provider_type=provider.provider_type,
+                )
                 continue
             except TensorZeroError as exc:
                 await _close(iterator)
@@ -156,9 +174,18 @@ class ModelStream:
     """A started stream: forwards chunks, enforces the total deadline, and keeps what is needed
     to describe the call afterwards."""
 
-    def __init__(self, model: Model, provider_name: str, provider: Provider, request: ModelInferenceRequest,
-                 ctx: CallContext, first: ProviderChunk, iterator: AsyncIterator[ProviderChunk], started: float,
-                 deadline: float | None):
+    def __init__(
+        self,
+        model: Model,
+        provider_name: str,
+        provider: Provider,
+        request: ModelInferenceRequest,
+        ctx: CallContext,
+        first: ProviderChunk,
+        iterator: AsyncIterator[ProviderChunk],
+        started: float,
+        deadline: float | None,
+    ):
         self.model = model
         self.provider_name = provider_name
         self.provider = provider
@@ -200,8 +227,12 @@ class ModelStream:
             self.raw_chunks.append(chunk.raw_chunk)
         if chunk.usage is not None:
             self.usage = Usage(
-                input_tokens=chunk.usage.input_tokens if chunk.usage.input_tokens is not None else self.usage.input_tokens,
-                output_tokens=chunk.usage.output_tokens if chunk.usage.output_tokens is not None else self.usage.output_tokens,
+                input_tokens=chunk.usage.input_tokens
+                if chunk.usage.input_tokens is not None
+                else self.usage.input_tokens,
+                output_tokens=chunk.usage.output_tokens
+                if chunk.usage.output_tokens is not None
+                else self.usage.output_tokens,
                 provider_cache_read_input_tokens=chunk.usage.provider_cache_read_input_tokens,
                 provider_cache_write_input_tokens=chunk.usage.provider_cache_write_input_tokens,
             )
@@ -216,11 +247,19 @@ class ModelStream:
 
     def result(self, output: list) -> ModelInferenceResult:
         return ModelInferenceResult(
-            id=uuid7(), model_name=self.model.name, model_provider_name=self.provider_name,
-            provider_type=self.provider.provider_type, output=output, usage=self.final_usage(),
-            finish_reason=self.finish_reason, raw_request=self.ctx.raw_request, raw_response="\n".join(self.raw_chunks), system=self.request.system,
+            id=uuid7(),
+            model_name=self.model.name,
+            model_provider_name=self.provider_name,
+            provider_type=self.provider.provider_type,
+            output=output,
+            usage=self.final_usage(),
+            finish_reason=self.finish_reason,
+            raw_request=self.ctx.raw_request,
+            raw_response="\n".join(self.raw_chunks),
+            system=self.request.system,
             input_messages=self.request.messages,
-            response_time_ms=int((time.monotonic() - self._started) * 1000), ttft_ms=self.ttft_ms,
+            response_time_ms=int((time.monotonic() - self._started) * 1000),
+            ttft_ms=self.ttft_ms,
         )
 
 

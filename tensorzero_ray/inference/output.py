@@ -66,8 +66,11 @@ class ChunkAggregator:
             if chunk.signature is not None:
                 block["signature"] = (block["signature"] or "") + chunk.signature
         elif isinstance(chunk, UnknownChunk):
-            self._blocks[key] = {"data": chunk.data, "model_name": chunk.model_name,
-                                 "provider_name": chunk.provider_name}
+            self._blocks[key] = {
+                "data": chunk.data,
+                "model_name": chunk.model_name,
+                "provider_name": chunk.provider_name,
+            }
 
     def blocks(self) -> list:
         out: list = []
@@ -77,8 +80,9 @@ class ChunkAggregator:
             elif kind == "tool_call":
                 out.append(ToolCallOutput(id=chunk_id, **value))
             elif kind == "thought":
-                out.append(Thought(text=value["text"], signature=value["signature"],
-                                   provider_type=value["provider_type"]))
+                out.append(
+                    Thought(text=value["text"], signature=value["signature"], provider_type=value["provider_type"])
+                )
             else:
                 out.append(Unknown(**value))
         return out

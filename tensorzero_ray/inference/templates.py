@@ -19,7 +19,9 @@ class TemplateRenderer:
         if filesystem_base is not None:
             loaders.append(FileSystemLoader(str(filesystem_base)))
         self._env = SandboxedEnvironment(
-            loader=ChoiceLoader(loaders), undefined=StrictUndefined, autoescape=False,
+            loader=ChoiceLoader(loaders),
+            undefined=StrictUndefined,
+            autoescape=False,
             keep_trailing_newline=False,
         )
         self._names = set(templates)

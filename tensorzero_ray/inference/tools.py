@@ -18,8 +18,12 @@ class ToolCatalog:
 
     def __init__(self, tools: dict[str, ToolConfig]):
         self.definitions = {
-            key: ToolDefinition(name=tool.name or key, description=tool.description,
-                                parameters=tool.parameters.schema_, strict=tool.strict)
+            key: ToolDefinition(
+                name=tool.name or key,
+                description=tool.description,
+                parameters=tool.parameters.schema_,
+                strict=tool.strict,
+            )
             for key, tool in tools.items()
         }
 

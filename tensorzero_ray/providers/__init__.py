@@ -26,9 +26,21 @@ from tensorzero_ray.providers.openai_compatible import (
 PROVIDERS: dict[str, type[Provider]] = {
     cls.provider_type: cls
     for cls in (
-        OpenAIProvider, AnthropicProvider, DummyProvider, AzureProvider, DeepSeekProvider,
-        FireworksProvider, GroqProvider, HyperbolicProvider, MistralProvider, OpenRouterProvider,
-        SGLangProvider, TGIProvider, TogetherProvider, VLLMProvider, XAIProvider,
+        OpenAIProvider,
+        AnthropicProvider,
+        DummyProvider,
+        AzureProvider,
+        DeepSeekProvider,
+        FireworksProvider,
+        GroqProvider,
+        HyperbolicProvider,
+        MistralProvider,
+        OpenRouterProvider,
+        SGLangProvider,
+        TGIProvider,
+        TogetherProvider,
+        VLLMProvider,
+        XAIProvider,
     )
 }
 

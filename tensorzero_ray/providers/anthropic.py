@@ -61,8 +61,12 @@ def anthropic_usage(usage: dict | None) -> Usage | None:
     input_tokens = usage.get("input_tokens")
     if input_tokens is not None:
         input_tokens += (read or 0) + (write or 0)
-    return Usage(input_tokens=input_tokens, output_tokens=usage.get("output_tokens"),
-                 provider_cache_read_input_tokens=read, provider_cache_write_input_tokens=write)
+    return Usage(
+        input_tokens=input_tokens,
+        output_tokens=usage.get("output_tokens"),
+        provider_cache_read_input_tokens=read,
+        provider_cache_write_input_tokens=write,
+    )
 
 
 class AnthropicProvider(Provider):
@@ -82,7 +86,8 @@ class AnthropicProvider(Provider):
         max_tokens = request.max_tokens or default_max_tokens(self.config.model_name)
         if max_tokens is None:
             raise InvalidRequest(
-                f"Anthropic requires `max_tokens`; set it on the variant for model `{self.config.model_name}`")
+                f"Anthropic requires `max_tokens`; set it on the variant for model `{self.config.model_name}`"
+            )
         if request.reasoning_effort is not None and request.thinking_budget_tokens is not None:
             raise InvalidRequest("Anthropic: `reasoning_effort` and `thinking_budget_tokens` cannot both be set")
         messages = self.messages(request)
@@ -145,8 +150,13 @@ class AnthropicProvider(Provider):
         elif request.json_mode == "strict" and request.output_schema:
             body.setdefault("output_config", {})["format"] = {"type": "json_schema", "schema": request.output_schema}
         elif request.json_mode == "tool" and request.function_type == "json":
-            body["tools"] = [{"name": "respond", "description": RESPOND_TOOL_DESCRIPTION,
-                              "input_schema": request.output_schema or {"type": "object"}}]
+            body["tools"] = [
+                {
+                    "name": "respond",
+                    "description": RESPOND_TOOL_DESCRIPTION,
+                    "input_schema": request.output_schema or {"type": "object"},
+                }
+            ]
             body["tool_choice"] = {"type": "tool", "name": "respond"}
 
     def add_tools(self, body: dict[str, Any], request: ModelInferenceRequest) -> None:
@@ -154,8 +164,11 @@ class AnthropicProvider(Provider):
         if settings is None or not settings.tools or settings.tool_choice == "none" or "tools" in body:
             return
         allowed = settings.allowed_tool_names
-        body["tools"] = [{"name": t.name, "description": t.description, "input_schema": t.parameters}
-                         for t in settings.tools if allowed is None or t.name in allowed]
+        body["tools"] = [
+            {"name": t.name, "description": t.description, "input_schema": t.parameters}
+            for t in settings.tools
+            if allowed is None or t.name in allowed
+        ]
         choice = settings.tool_choice
         if choice == "auto":
             body["tool_choice"] = {"type": "auto"}
@@ -171,19 +184,30 @@ class AnthropicProvider(Provider):
         headers = self.patch_headers(self.headers(ctx), request, ctx)
         raw_request, raw_response, data = await self.post_json(self.url(), body, headers)
         if not isinstance(data, dict) or "content" not in data:
-            raise self.error("Error from anthropic server: response has no content",
-                             raw_request=raw_request, raw_response=raw_response)
+            raise self.error(
+                "Error from anthropic server: response has no content",
+                raw_request=raw_request,
+                raw_response=raw_response,
+            )
         content: list = []
         for block in data["content"]:
             kind = block.get("type")
             if kind == "text":
                 content.append(Text(text=block["text"]))
             elif kind == "tool_use":
-                content.append(ToolCallOutput(id=block["id"], raw_name=block["name"],
-                                              raw_arguments=orjson.dumps(block.get("input", {})).decode()))
+                content.append(
+                    ToolCallOutput(
+                        id=block["id"],
+                        raw_name=block["name"],
+                        raw_arguments=orjson.dumps(block.get("input", {})).decode(),
+                    )
+                )
             elif kind == "thinking":
-                content.append(Thought(text=block.get("thinking"), signature=block.get("signature"),
-                                       provider_type=self.provider_type))
+                content.append(
+                    Thought(
+                        text=block.get("thinking"), signature=block.get("signature"), provider_type=self.provider_type
+                    )
+                )
             elif kind == "redacted_thinking":
                 content.append(Thought(signature=block.get("data"), provider_type=self.provider_type))
             else:
@@ -194,9 +218,14 @@ class AnthropicProvider(Provider):
         elif request.json_mode == "tool" and request.function_type == "json":
             content = [Text(text=b.raw_arguments) for b in content if isinstance(b, ToolCallOutput)][:1] or content
             finish = FinishReason.STOP
-        return ProviderResponse(content=content, usage=anthropic_usage(data.get("usage")) or Usage(),
-                                finish_reason=finish, raw_request=raw_request, raw_response=raw_response,
-                                raw_usage=data.get("usage"))
+        return ProviderResponse(
+            content=content,
+            usage=anthropic_usage(data.get("usage")) or Usage(),
+            finish_reason=finish,
+            raw_request=raw_request,
+            raw_response=raw_response,
+            raw_usage=data.get("usage"),
+        )
 
     async def stream(self, request: ModelInferenceRequest, ctx: CallContext) -> AsyncIterator[ProviderChunk]:
         body = self.build_body(request.model_copy(update={"stream": True}), ctx)
@@ -218,16 +247,20 @@ class AnthropicProvider(Provider):
                 input_tokens = usage.input_tokens if usage else None
                 continue
             if kind == "error":
-                yield ProviderChunk(raw_chunk=payload, fatal=True,
-                                    error=f"Error from anthropic server: {orjson.dumps(event.get('error')).decode()}")
+                yield ProviderChunk(
+                    raw_chunk=payload,
+                    fatal=True,
+                    error=f"Error from anthropic server: {orjson.dumps(event.get('error')).decode()}",
+                )
                 return
             if kind == "content_block_start":
                 index = event.get("index", 0)
                 block = event.get("content_block") or {}
                 blocks[index] = block
                 if block.get("type") == "tool_use" and not json_tool:
-                    chunk.content.append(ToolCallChunk(id=block.get("id", str(index)),
-                                                       raw_name=block.get("name", ""), raw_arguments=""))
+                    chunk.content.append(
+                        ToolCallChunk(id=block.get("id", str(index)), raw_name=block.get("name", ""), raw_arguments="")
+                    )
             elif kind == "content_block_delta":
                 index = event.get("index", 0)
                 delta = event.get("delta") or {}
@@ -245,11 +278,15 @@ class AnthropicProvider(Provider):
                         tool_id = (blocks.get(index) or {}).get("id", str(index))
                         chunk.content.append(ToolCallChunk(id=tool_id, raw_name="", raw_arguments=partial))
                 elif dtype == "thinking_delta":
-                    chunk.content.append(ThoughtChunk(id=str(index), text=delta.get("thinking", ""),
-                                                      provider_type=self.provider_type))
+                    chunk.content.append(
+                        ThoughtChunk(id=str(index), text=delta.get("thinking", ""), provider_type=self.provider_type)
+                    )
                 elif dtype == "signature_delta":
-                    chunk.content.append(ThoughtChunk(id=str(index), signature=delta.get("signature", ""),
-                                                      provider_type=self.provider_type))
+                    chunk.content.append(
+                        ThoughtChunk(
+                            id=str(index), signature=delta.get("signature", ""), provider_type=self.provider_type
+                        )
+                    )
             elif kind == "message_delta":
                 usage = event.get("usage") or {}
                 chunk.usage = Usage(input_tokens=input_tokens, output_tokens=usage.get("output_tokens"))

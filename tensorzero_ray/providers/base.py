@@ -53,8 +53,7 @@ class Provider(abc.ABC):
             self._client = None
 
     @abc.abstractmethod
-    async def infer(self, request: ModelInferenceRequest, ctx: CallContext) -> ProviderResponse:
-        ...
+    async def infer(self, request: ModelInferenceRequest, ctx: CallContext) -> ProviderResponse: ...
 
     @abc.abstractmethod
     def stream(self, request: ModelInferenceRequest, ctx: CallContext) -> AsyncIterator[ProviderChunk]:
@@ -96,8 +95,11 @@ class Provider(abc.ABC):
         try:
             return raw_request, raw_response, orjson.loads(raw_response)
         except orjson.JSONDecodeError:
-            raise self.error(f"Error from {self.provider_type} server: response is not JSON",
-                             raw_request=raw_request, raw_response=raw_response) from None
+            raise self.error(
+                f"Error from {self.provider_type} server: response is not JSON",
+                raw_request=raw_request,
+                raw_response=raw_response,
+            ) from None
 
     def transport_error(self, exc: httpx.HTTPError, raw_request: str) -> ProviderError:
         detail = "request timed out" if isinstance(exc, httpx.TimeoutException) else repr(exc)
@@ -112,8 +114,7 @@ class Provider(abc.ABC):
             rate_limited=status == 429,
         )
 
-    async def sse_events(self, url: str, body: dict, headers: dict[str, str],
-                         ctx: CallContext) -> AsyncIterator[str]:
+    async def sse_events(self, url: str, body: dict, headers: dict[str, str], ctx: CallContext) -> AsyncIterator[str]:
         """POST, then yield each SSE `data:` payload; the first `anext` raises on HTTP errors."""
         raw_request = ctx.raw_request = orjson.dumps(body).decode()
         try:

@@ -26,11 +26,29 @@ from tensorzero_ray.types import (
 )
 from tensorzero_ray.types.model import ModelInferenceRequest, ProviderChunk, ProviderResponse
 
-MEGUMIN = ("Megumin gleefully chanted her spell, unleashing a thunderous explosion that lit up "
-           "the sky and left a massive crater in its wake.")
+MEGUMIN = (
+    "Megumin gleefully chanted her spell, unleashing a thunderous explosion that lit up "
+    "the sky and left a massive crater in its wake."
+)
 ALTERNATE = "Megumin chanted her spell, but instead of an explosion, a gentle rain began to fall."
-STREAM_CHUNKS = ["Wally,", " the", " golden", " retriever,", " wagged", " his", " tail", " excitedly",
-                 " as", " he", " devoured", " a", " slice", " of", " cheese", " pizza."]
+STREAM_CHUNKS = [
+    "Wally,",
+    " the",
+    " golden",
+    " retriever,",
+    " wagged",
+    " his",
+    " tail",
+    " excitedly",
+    " as",
+    " he",
+    " devoured",
+    " a",
+    " slice",
+    " of",
+    " cheese",
+    " pizza.",
+]
 JSON_STREAM_CHUNKS = ['{"name"', ':"John"', ',"age"', ":30", "}"]
 TOOL_ARGS = '{"location":"Brooklyn","units":"celsius"}'
 TOOL_STREAM_ARGS = ['{"location"', ':"Brooklyn"', ',"units"', ':"celsius', '"}']
@@ -66,11 +84,16 @@ _USAGE = {
     "input_tokens_output_tokens_zero": (0, 0),
     "input_five_output_six": (5, 6),
 }
-_RAW_RESPONSE = orjson.dumps({
-    "id": "id", "object": "text.completion", "created": 1618870400, "model": "text-davinci-002",
-    "choices": [{"text": "Megumin gleefully chanted her spell", "index": 0, "finish_reason": "stop"}],
-    "usage": {"prompt_tokens": 10, "completion_tokens": 10, "total_tokens": 20},
-}).decode()
+_RAW_RESPONSE = orjson.dumps(
+    {
+        "id": "id",
+        "object": "text.completion",
+        "created": 1618870400,
+        "model": "text-davinci-002",
+        "choices": [{"text": "Megumin gleefully chanted her spell", "index": 0, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 10, "completion_tokens": 10, "total_tokens": 20},
+    }
+).decode()
 
 
 class DummyProvider(Provider):
@@ -84,16 +107,22 @@ class DummyProvider(Provider):
             raise self._fail("Invalid API key for Dummy provider")
         if name.startswith("error"):
             if name == "error_with_raw_response":
-                raise self._fail("Dummy error with raw response", status_code=500,
-                                 raw_request="dummy error raw request", raw_response="dummy error raw response")
+                raise self._fail(
+                    "Dummy error with raw response",
+                    status_code=500,
+                    raw_request="dummy error raw request",
+                    raw_response="dummy error raw response",
+                )
             raise self._fail(f"Error sending request to Dummy provider for model '{name}'.")
         if name.startswith("flaky_"):
             call = next(self._flaky_calls[name])
             if call % 2 == 0:
-                raise self._fail(f"Flaky model '{name}' failed on call number {call}",
-                                 rate_limited="rate_limit" in name,
-                                 status_code=429 if "rate_limit" in name else None,
-                                 raw_response="dummy flaky raw response" if "raw_response" in name else None)
+                raise self._fail(
+                    f"Flaky model '{name}' failed on call number {call}",
+                    rate_limited="rate_limit" in name,
+                    status_code=429 if "rate_limit" in name else None,
+                    raw_response="dummy flaky raw response" if "raw_response" in name else None,
+                )
         if name == "llm_judge::error":
             raise self._fail("Dummy error in inference")
         if name == "multiple-text-blocks":
@@ -142,14 +171,19 @@ class DummyProvider(Provider):
             messages = [m.model_dump(mode="json", exclude_none=True) for m in request.messages]
             return [Text(text=orjson.dumps({"system": request.system, "messages": messages}).decode())]
         if name == "echo_extra_info":
-            info = {"extra_body": [e.model_dump(exclude_none=True) for e in [*request.extra_body, *ctx.extra_body]],
-                    "extra_headers": [e.model_dump(exclude_none=True) for e in [*request.extra_headers, *ctx.extra_headers]]}
+            info = {
+                "extra_body": [e.model_dump(exclude_none=True) for e in [*request.extra_body, *ctx.extra_body]],
+                "extra_headers": [
+                    e.model_dump(exclude_none=True) for e in [*request.extra_headers, *ctx.extra_headers]
+                ],
+            }
             return [Text(text=orjson.dumps(info).decode())]
         if name == "echo_injected_data":
             body = self.patch_body({}, request, ctx)
             headers = self.patch_headers({}, request, ctx)
-            return [Text(text=orjson.dumps({"injected_body": body,
-                                            "injected_headers": sorted(headers.items())}).decode())]
+            return [
+                Text(text=orjson.dumps({"injected_body": body, "injected_headers": sorted(headers.items())}).decode())
+            ]
         return [Text(text=_TEXT_OUTPUTS.get(name, MEGUMIN))]
 
     async def stream(self, request: ModelInferenceRequest, ctx: CallContext) -> AsyncIterator[ProviderChunk]:
@@ -169,18 +203,25 @@ class DummyProvider(Provider):
             yield ProviderChunk(content=[chunk], raw_chunk=orjson.dumps(chunk.model_dump()).decode())
         input_tokens, output_tokens = _USAGE.get(name, (10, None))
         finish = FinishReason.TOOL_CALL if "tool" in name else FinishReason.STOP
-        final_raw = orjson.dumps({"usage": {"prompt_tokens": 10, "completion_tokens": len(chunks),
-                                            "total_tokens": 10 + len(chunks)}}).decode()
-        yield ProviderChunk(usage=Usage(input_tokens=input_tokens,
-                                        output_tokens=len(chunks) if output_tokens is None else output_tokens),
-                            finish_reason=finish, raw_chunk=final_raw)
+        final_raw = orjson.dumps(
+            {"usage": {"prompt_tokens": 10, "completion_tokens": len(chunks), "total_tokens": 10 + len(chunks)}}
+        ).decode()
+        yield ProviderChunk(
+            usage=Usage(
+                input_tokens=input_tokens, output_tokens=len(chunks) if output_tokens is None else output_tokens
+            ),
+            finish_reason=finish,
+            raw_chunk=final_raw,
+        )
 
     def _stream_chunks(self, name: str) -> list:
         if name in ("tool", "good_tool", "tool_split_name"):
             tool_name = "output_schema_tool" if name == "good_tool" else "get_temperature"
             names = {0: tool_name} if name != "tool_split_name" else {0: "get_temp", 1: "erature"}
-            return [ToolCallChunk(id="0", raw_name=names.get(i, ""), raw_arguments=piece)
-                    for i, piece in enumerate(TOOL_STREAM_ARGS)]
+            return [
+                ToolCallChunk(id="0", raw_name=names.get(i, ""), raw_arguments=piece)
+                for i, piece in enumerate(TOOL_STREAM_ARGS)
+            ]
         texts = STREAM_CHUNKS
         if name in ("json", "json_reasoner"):
             texts = JSON_STREAM_CHUNKS

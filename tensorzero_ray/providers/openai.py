@@ -107,8 +107,13 @@ class OpenAIProvider(Provider):
                 elif isinstance(block, ToolResult):
                     out.append({"role": "tool", "tool_call_id": block.id, "content": block.result})
                 elif isinstance(block, ToolCall):
-                    tool_calls.append({"id": block.id, "type": "function",
-                                       "function": {"name": block.name, "arguments": block.arguments}})
+                    tool_calls.append(
+                        {
+                            "id": block.id,
+                            "type": "function",
+                            "function": {"name": block.name, "arguments": block.arguments},
+                        }
+                    )
                 elif isinstance(block, Thought):
                     if block.text and block.provider_type in (None, self.provider_type):
                         thoughts.append(block.text)
@@ -137,12 +142,21 @@ class OpenAIProvider(Provider):
             body["response_format"] = {"type": "json_object"}
             _mention_json(body)
         elif mode == "strict":
-            body["response_format"] = {"type": "json_schema", "json_schema": {
-                "name": "response", "strict": True, "schema": request.output_schema}}
+            body["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "response", "strict": True, "schema": request.output_schema},
+            }
         elif mode == "tool" and request.function_type == "json":
-            body["tools"] = [{"type": "function", "function": {
-                "name": "respond", "description": RESPOND_TOOL_DESCRIPTION,
-                "parameters": request.output_schema or {}}}]
+            body["tools"] = [
+                {
+                    "type": "function",
+                    "function": {
+                        "name": "respond",
+                        "description": RESPOND_TOOL_DESCRIPTION,
+                        "parameters": request.output_schema or {},
+                    },
+                }
+            ]
             body["tool_choice"] = {"type": "function", "function": {"name": "respond"}}
 
     def model_label(self) -> str:
@@ -152,9 +166,18 @@ class OpenAIProvider(Provider):
         settings = request.tool_settings
         if settings is None or not settings.tools or "tools" in body:
             return
-        body["tools"] = [{"type": "function", "function": {
-            "name": t.name, "description": t.description, "parameters": t.parameters,
-            **({"strict": True} if t.strict else {})}} for t in settings.tools]
+        body["tools"] = [
+            {
+                "type": "function",
+                "function": {
+                    "name": t.name,
+                    "description": t.description,
+                    "parameters": t.parameters,
+                    **({"strict": True} if t.strict else {}),
+                },
+            }
+            for t in settings.tools
+        ]
         choice = settings.tool_choice
         if isinstance(choice, str):
             body["tool_choice"] = choice
@@ -162,8 +185,13 @@ class OpenAIProvider(Provider):
             body["tool_choice"] = {"type": "function", "function": {"name": choice.specific}}
         if settings.allowed_tool_names is not None and choice != "none":
             mode = "required" if choice == "required" else "auto"
-            body["tool_choice"] = {"type": "allowed_tools", "allowed_tools": {"mode": mode, "tools": [
-                {"type": "function", "function": {"name": n}} for n in settings.allowed_tool_names]}}
+            body["tool_choice"] = {
+                "type": "allowed_tools",
+                "allowed_tools": {
+                    "mode": mode,
+                    "tools": [{"type": "function", "function": {"name": n}} for n in settings.allowed_tool_names],
+                },
+            }
         if settings.parallel_tool_calls is not None:
             body["parallel_tool_calls"] = settings.parallel_tool_calls
 
@@ -175,8 +203,11 @@ class OpenAIProvider(Provider):
             choice = data["choices"][0]
             message = choice["message"]
         except (KeyError, IndexError, TypeError):
-            raise self.error(f"Error from {self.provider_type} server: response has no choices",
-                             raw_request=raw_request, raw_response=raw_response) from None
+            raise self.error(
+                f"Error from {self.provider_type} server: response has no choices",
+                raw_request=raw_request,
+                raw_response=raw_response,
+            ) from None
         content: list = []
         reasoning = message.get("reasoning_content") or message.get("reasoning")
         if isinstance(reasoning, str) and reasoning:
@@ -185,8 +216,13 @@ class OpenAIProvider(Provider):
             content.append(Text(text=message["content"]))
         for call in message.get("tool_calls") or []:
             function = call.get("function") or {}
-            content.append(ToolCallOutput(id=call.get("id", ""), raw_name=function.get("name", ""),
-                                          raw_arguments=function.get("arguments", "")))
+            content.append(
+                ToolCallOutput(
+                    id=call.get("id", ""),
+                    raw_name=function.get("name", ""),
+                    raw_arguments=function.get("arguments", ""),
+                )
+            )
         json_tool = request.json_mode == "tool" and request.function_type == "json"
         if json_tool:
             content = _tool_call_as_text(content)
@@ -210,14 +246,18 @@ class OpenAIProvider(Provider):
             try:
                 data = orjson.loads(payload)
             except orjson.JSONDecodeError:
-                yield ProviderChunk(raw_chunk=payload, error=f"Error from {self.provider_type} server: chunk is not JSON")
+                yield ProviderChunk(
+                    raw_chunk=payload, error=f"Error from {self.provider_type} server: chunk is not JSON"
+                )
                 continue
             if "error" in data and "choices" not in data:
-                yield ProviderChunk(raw_chunk=payload, fatal=True,
-                                    error=f"Error from {self.provider_type} server: {orjson.dumps(data['error']).decode()}")
+                yield ProviderChunk(
+                    raw_chunk=payload,
+                    fatal=True,
+                    error=f"Error from {self.provider_type} server: {orjson.dumps(data['error']).decode()}",
+                )
                 return
-            chunk = ProviderChunk(raw_chunk=payload, usage=openai_usage(data.get("usage")),
-                                  raw_usage=data.get("usage"))
+            chunk = ProviderChunk(raw_chunk=payload, usage=openai_usage(data.get("usage")), raw_usage=data.get("usage"))
             for choice in data.get("choices") or []:
                 delta = choice.get("delta") or {}
                 reasoning = delta.get("reasoning_content") or delta.get("reasoning")
@@ -234,9 +274,13 @@ class OpenAIProvider(Provider):
                         if function.get("arguments"):
                             chunk.content.append(TextChunk(id="0", text=function["arguments"]))
                         continue
-                    chunk.content.append(ToolCallChunk(
-                        id=tool_ids.get(index, str(index)), raw_name=function.get("name") or "",
-                        raw_arguments=function.get("arguments") or ""))
+                    chunk.content.append(
+                        ToolCallChunk(
+                            id=tool_ids.get(index, str(index)),
+                            raw_name=function.get("name") or "",
+                            raw_arguments=function.get("arguments") or "",
+                        )
+                    )
                 if choice.get("finish_reason"):
                     chunk.finish_reason = FinishReason.STOP if json_tool else finish_reason(choice["finish_reason"])
             yield chunk

@@ -103,8 +103,10 @@ class AzureProvider(OpenAIProvider):
             if secret is None:
                 raise InvalidRequest("Azure endpoint is not set")
             endpoint = secret.get_secret_value()
-        return (f"{endpoint.rstrip('/')}/openai/deployments/{self.config.deployment_id}"
-                f"/chat/completions?api-version={self.api_version}")
+        return (
+            f"{endpoint.rstrip('/')}/openai/deployments/{self.config.deployment_id}"
+            f"/chat/completions?api-version={self.api_version}"
+        )
 
     def headers(self, ctx: CallContext) -> dict[str, str]:
         headers = {"content-type": "application/json"}

@@ -33,10 +33,15 @@ class Gateway:
 
 
 GatewayDeployment = serve.deployment(
-    serve.ingress()(Gateway), name="Gateway", max_ongoing_requests=1000, ray_actor_options=ACTOR_OPTIONS,
+    serve.ingress()(Gateway),
+    name="Gateway",
+    max_ongoing_requests=1000,
+    ray_actor_options=ACTOR_OPTIONS,
 )
 FunctionRouterDeployment = serve.deployment(
-    FunctionRouter, max_ongoing_requests=1000, autoscaling_config=ROUTER_AUTOSCALING,
+    FunctionRouter,
+    max_ongoing_requests=1000,
+    autoscaling_config=ROUTER_AUTOSCALING,
     ray_actor_options=ACTOR_OPTIONS,
 )
 

@@ -69,9 +69,13 @@ class FunctionRouter:
     def __init__(self, config: Config, function_name: str, models: ModelRegistry | None = None):
         self.function_name = function_name
         self.models = models or ModelRegistry(
-            config.models, outbound_timeout_s=config.gateway.global_outbound_http_timeout_ms / 1000)
-        self._fs_base = (config.gateway.template_filesystem_access.base_path
-                         if config.gateway.template_filesystem_access.enabled else None)
+            config.models, outbound_timeout_s=config.gateway.global_outbound_http_timeout_ms / 1000
+        )
+        self._fs_base = (
+            config.gateway.template_filesystem_access.base_path
+            if config.gateway.template_filesystem_access.enabled
+            else None
+        )
         self.tools = ToolCatalog(config.tools)
         if function_name == DEFAULT_FUNCTION:
             self.function = ChatFunctionConfig(type="chat")
@@ -90,8 +94,11 @@ class FunctionRouter:
             ns: build_sampler(function_name, self.function.variants, sub)
             for ns, sub in (experimentation.namespaces.items() if experimentation else [])
         }
-        self._output_validator = (SchemaValidator(self.function.output_schema_dict())
-                                  if isinstance(self.function, JsonFunctionConfig) else None)
+        self._output_validator = (
+            SchemaValidator(self.function.output_schema_dict())
+            if isinstance(self.function, JsonFunctionConfig)
+            else None
+        )
 
     def _build_variant(self, name: str, config) -> Variant:
         if not isinstance(config, ChatCompletionVariantConfig):
@@ -136,7 +143,7 @@ class FunctionRouter:
 
     def _plan(self, request: InferenceRequest) -> "_Plan":
         if request.cache_options.enabled != "off":
-            raise NotImplementedYet("The inference cache is not available yet; send cache_options.enabled = \"off\"")
+            raise NotImplementedYet('The inference cache is not available yet; send cache_options.enabled = "off"')
         if request.internal_dynamic_variant_config is not None:
             raise NotImplementedYet("`internal_dynamic_variant_config` is not supported yet")
         if request.include_aggregated_response and not request.stream:
@@ -150,12 +157,16 @@ class FunctionRouter:
         output_schema = None
         output_validator = self._output_validator
         if is_json:
-            output_schema = request.output_schema if request.output_schema is not None \
-                else self.function.output_schema_dict()
+            output_schema = (
+                request.output_schema if request.output_schema is not None else self.function.output_schema_dict()
+            )
             if request.output_schema is not None:
                 output_validator = _dynamic_validator(request.output_schema)
-        tool_settings = None if is_json else self.tools.settings(
-            self.function if self.function_name != DEFAULT_FUNCTION else None, request)
+        tool_settings = (
+            None
+            if is_json
+            else self.tools.settings(self.function if self.function_name != DEFAULT_FUNCTION else None, request)
+        )
         call = InferenceCall(
             function_type="json" if is_json else "chat",
             system=request.input.system,
@@ -163,41 +174,53 @@ class FunctionRouter:
             params=request.params.chat_completion,
             output_schema=output_schema,
             tool_settings=tool_settings,
-            extras=RequestExtras(credentials=request.credentials, extra_body=request.extra_body,
-                                 extra_headers=request.extra_headers),
+            extras=RequestExtras(
+                credentials=request.credentials, extra_body=request.extra_body, extra_headers=request.extra_headers
+            ),
         )
         episode_id = uuid.UUID(request.episode_id) if request.episode_id else uuid7()
         return _Plan(self, request, call, episode_id, output_validator, ToolCallValidator(tool_settings))
 
     # --- shaping ----------------------------------------------------------------------------
 
-    def _response(self, request: InferenceRequest, plan: "_Plan", variant_name: str,
-                  results: list[ModelInferenceResult]) -> InferenceResponse:
+    def _response(
+        self, request: InferenceRequest, plan: "_Plan", variant_name: str, results: list[ModelInferenceResult]
+    ) -> InferenceResponse:
         final = results[-1]
         usage = Usage(input_tokens=0, output_tokens=0)
         for result in results:
             usage = usage + result.usage
         common = dict(
-            inference_id=plan.inference_id, episode_id=plan.episode_id, variant_name=variant_name,
-            usage=usage, finish_reason=final.finish_reason,
+            inference_id=plan.inference_id,
+            episode_id=plan.episode_id,
+            variant_name=variant_name,
+            usage=usage,
+            finish_reason=final.finish_reason,
         )
         if request.include_raw_response:
-            common["raw_response"] = [RawResponseEntry(model_inference_id=r.id, provider_type=r.provider_type,
-                                                       data=r.raw_response) for r in results]
+            common["raw_response"] = [
+                RawResponseEntry(model_inference_id=r.id, provider_type=r.provider_type, data=r.raw_response)
+                for r in results
+            ]
         if request.include_original_response:
             common["original_response"] = final.raw_response
         if request.include_raw_usage:
-            common["raw_usage"] = [RawUsageEntry(model_inference_id=r.id, provider_type=r.provider_type,
-                                                 data=r.raw_usage) for r in results]
+            common["raw_usage"] = [
+                RawUsageEntry(model_inference_id=r.id, provider_type=r.provider_type, data=r.raw_usage) for r in results
+            ]
         if plan.call.function_type == "json":
             return JsonInferenceResponse(output=json_output(final.output, plan.output_validator), **common)
         content = [plan.tool_validator.validate(b) if isinstance(b, ToolCallOutput) else b for b in final.output]
         return ChatInferenceResponse(content=content, **common)
 
-    async def _events(self, request: InferenceRequest, plan: "_Plan", variant_name: str,
-                      model_stream: ModelStream) -> AsyncIterator[bytes]:
-        base = {"inference_id": str(plan.inference_id), "episode_id": str(plan.episode_id),
-                "variant_name": variant_name}
+    async def _events(
+        self, request: InferenceRequest, plan: "_Plan", variant_name: str, model_stream: ModelStream
+    ) -> AsyncIterator[bytes]:
+        base = {
+            "inference_id": str(plan.inference_id),
+            "episode_id": str(plan.episode_id),
+            "variant_name": variant_name,
+        }
         is_json = plan.call.function_type == "json"
         aggregator = ChunkAggregator()
         try:
@@ -216,8 +239,11 @@ class FunctionRouter:
                     continue
                 event = dict(base)
                 if is_json:
-                    text = "".join(p.text if isinstance(p, TextChunk) else p.raw_arguments
-                                   for p in chunk.content if isinstance(p, (TextChunk, ToolCallChunk)))
+                    text = "".join(
+                        p.text if isinstance(p, TextChunk) else p.raw_arguments
+                        for p in chunk.content
+                        if isinstance(p, (TextChunk, ToolCallChunk))
+                    )
                     if not text:
                         continue
                     event["raw"] = text
@@ -241,16 +267,18 @@ class FunctionRouter:
         fields.update({"raw": ""} if final_model is JsonChunk else {"content": []})
         if request.include_raw_usage:
             result = model_stream.result(aggregator.blocks())
-            fields["raw_usage"] = [RawUsageEntry(model_inference_id=result.id, provider_type=result.provider_type,
-                                                 data=None)]
+            fields["raw_usage"] = [
+                RawUsageEntry(model_inference_id=result.id, provider_type=result.provider_type, data=None)
+            ]
         if request.include_aggregated_response:
             blocks = aggregator.blocks()
             if plan.call.function_type == "json":
                 fields["aggregated_response"] = {"output": json_output(blocks, plan.output_validator).model_dump()}
             else:
                 content = [plan.tool_validator.validate(b) if isinstance(b, ToolCallOutput) else b for b in blocks]
-                fields["aggregated_response"] = {"content": [b.model_dump(mode="json", exclude_none=True)
-                                                             for b in content]}
+                fields["aggregated_response"] = {
+                    "content": [b.model_dump(mode="json", exclude_none=True) for b in content]
+                }
         return final_model(**fields).model_dump(mode="json")
 
 
@@ -258,8 +286,15 @@ class _Plan:
     """The order in which variants are tried for one request: the pinned one alone, or the
     sampler's choice, then re-sampling with the same draw among those left (spec §8.1)."""
 
-    def __init__(self, router: FunctionRouter, request: InferenceRequest, call: InferenceCall,
-                 episode_id: uuid.UUID, output_validator, tool_validator: ToolCallValidator):
+    def __init__(
+        self,
+        router: FunctionRouter,
+        request: InferenceRequest,
+        call: InferenceCall,
+        episode_id: uuid.UUID,
+        output_validator,
+        tool_validator: ToolCallValidator,
+    ):
         self.router = router
         self.call = call
         self.episode_id = episode_id

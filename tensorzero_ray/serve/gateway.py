@@ -40,8 +40,9 @@ def config_hash(config: Config) -> str:
 
 
 def json_response(body: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(body), status_code=status, media_type="application/json",
-                    headers={VERSION_HEADER: __version__})
+    return Response(
+        orjson.dumps(body), status_code=status, media_type="application/json", headers={VERSION_HEADER: __version__}
+    )
 
 
 def error_response(exc: BaseException) -> Response:
@@ -101,8 +102,7 @@ def parse_inference_request(data: Any) -> tuple[str, InferenceRequest]:
 
 
 def create_app(config: Config, routers: Routers) -> FastAPI:
-    app = FastAPI(title="tensorzero-ray gateway", version=__version__, docs_url=None, redoc_url=None,
-                  openapi_url=None)
+    app = FastAPI(title="tensorzero-ray gateway", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
     hashed = config_hash(config)
 
     @app.exception_handler(StarletteHTTPException)
@@ -121,8 +121,9 @@ def create_app(config: Config, routers: Routers) -> FastAPI:
 
     @app.get("/health")
     async def health() -> Response:
-        return json_response({"gateway": "ok", "clickhouse": "ok", "postgres": "ok", "valkey": "ok",
-                              "valkey_cache": "ok"})
+        return json_response(
+            {"gateway": "ok", "clickhouse": "ok", "postgres": "ok", "valkey": "ok", "valkey_cache": "ok"}
+        )
 
     @app.post("/inference")
     async def inference(http_request: Request) -> Response:
@@ -140,8 +141,11 @@ def create_app(config: Config, routers: Routers) -> FastAPI:
             first = await events.__anext__()
         except Exception as exc:  # noqa: BLE001
             return error_response(exc)
-        return StreamingResponse(_prepend(first, events), media_type="text/event-stream",
-                                 headers={VERSION_HEADER: __version__, "cache-control": "no-cache"})
+        return StreamingResponse(
+            _prepend(first, events),
+            media_type="text/event-stream",
+            headers={VERSION_HEADER: __version__, "cache-control": "no-cache"},
+        )
 
     return app
 

@@ -26,10 +26,8 @@ class LocalRouters:
     """Every FunctionRouter in this process, sharing one model registry (one pool per provider)."""
 
     def __init__(self, config: Config):
-        models = ModelRegistry(config.models,
-                               outbound_timeout_s=config.gateway.global_outbound_http_timeout_ms / 1000)
-        self._routers = {name: FunctionRouter(config, name, models)
-                         for name in [*config.functions, DEFAULT_FUNCTION]}
+        models = ModelRegistry(config.models, outbound_timeout_s=config.gateway.global_outbound_http_timeout_ms / 1000)
+        self._routers = {name: FunctionRouter(config, name, models) for name in [*config.functions, DEFAULT_FUNCTION]}
         self._models = models
 
     def knows(self, function_name: str) -> bool:

@@ -137,9 +137,7 @@ class ToolCallOutput(Block):
     arguments: dict[str, Any] | None = None
 
 
-OutputContentBlock = Annotated[
-    Union[Text, ToolCallOutput, Thought, Unknown], Field(discriminator="type")
-]
+OutputContentBlock = Annotated[Union[Text, ToolCallOutput, Thought, Unknown], Field(discriminator="type")]
 
 
 class TextChunk(Block):
@@ -173,6 +171,4 @@ class UnknownChunk(Block):
     provider_name: str | None = None
 
 
-ContentChunk = Annotated[
-    Union[TextChunk, ToolCallChunk, ThoughtChunk, UnknownChunk], Field(discriminator="type")
-]
+ContentChunk = Annotated[Union[TextChunk, ToolCallChunk, ThoughtChunk, UnknownChunk], Field(discriminator="type")]

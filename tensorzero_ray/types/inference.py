@@ -161,12 +161,8 @@ class FinishReason(str, Enum):
 class Usage(BaseModel):
     input_tokens: int | None = None
     output_tokens: int | None = None
-    provider_cache_read_input_tokens: int | None = Field(
-        default=None, exclude_if=lambda v: v is None
-    )
-    provider_cache_write_input_tokens: int | None = Field(
-        default=None, exclude_if=lambda v: v is None
-    )
+    provider_cache_read_input_tokens: int | None = Field(default=None, exclude_if=lambda v: v is None)
+    provider_cache_write_input_tokens: int | None = Field(default=None, exclude_if=lambda v: v is None)
     cost: float | None = Field(default=None, exclude_if=lambda v: v is None)
 
     def __add__(self, other: "Usage") -> "Usage":
@@ -216,9 +212,7 @@ class _ResponseBase(BaseModel):
     usage: Usage
     finish_reason: FinishReason | None = None
     raw_usage: list[RawUsageEntry] | None = Field(default=None, exclude_if=lambda v: v is None)
-    raw_response: list[RawResponseEntry] | None = Field(
-        default=None, exclude_if=lambda v: v is None
-    )
+    raw_response: list[RawResponseEntry] | None = Field(default=None, exclude_if=lambda v: v is None)
     original_response: str | None = Field(default=None, exclude_if=lambda v: v is None)
 
 
@@ -242,9 +236,7 @@ class _ChunkBase(BaseModel):
     raw_usage: list[RawUsageEntry] | None = Field(default=None, exclude_if=lambda v: v is None)
     raw_chunk: str | None = Field(default=None, exclude_if=lambda v: v is None)
     original_chunk: str | None = Field(default=None, exclude_if=lambda v: v is None)
-    aggregated_response: dict[str, Any] | None = Field(
-        default=None, exclude_if=lambda v: v is None
-    )
+    aggregated_response: dict[str, Any] | None = Field(default=None, exclude_if=lambda v: v is None)
 
 
 class ChatChunk(_ChunkBase):

@@ -35,8 +35,7 @@ class Variant(abc.ABC):
         """The model inferences this variant made; the last one carries the output."""
 
     @abc.abstractmethod
-    async def stream(self, call: InferenceCall) -> ModelStream:
-        ...
+    async def stream(self, call: InferenceCall) -> ModelStream: ...
 
 
 class NotServedVariant(Variant):

@@ -22,23 +22,33 @@ _PARAMS = tuple(SamplingParams.model_fields)
 
 
 class ChatCompletionVariant(Variant):
-    def __init__(self, name: str, config: ChatCompletionSettings, model: Model,
-                 schema_names: set[str], filesystem_base: str | None = None):
+    def __init__(
+        self,
+        name: str,
+        config: ChatCompletionSettings,
+        model: Model,
+        schema_names: set[str],
+        filesystem_base: str | None = None,
+    ):
         super().__init__(name)
         self.config = config
         self.model = model
         self.renderer = TemplateRenderer(config.template_texts(), filesystem_base)
         # Legacy role templates wrap plain text of their role when the role has no schema.
-        legacy = {role for role in ROLE_TEMPLATES
-                  if getattr(config, f"{role}_template") is not None
-                  or (config.input_wrappers is not None and getattr(config.input_wrappers, role) is not None)}
+        legacy = {
+            role
+            for role in ROLE_TEMPLATES
+            if getattr(config, f"{role}_template") is not None
+            or (config.input_wrappers is not None and getattr(config.input_wrappers, role) is not None)
+        }
         self._wrapping_roles = legacy - schema_names
 
     def prepare(self, call: InferenceCall) -> ModelInferenceRequest:
         params = {key: getattr(self.config, key) for key in _PARAMS}
         params.update(call.params.model_dump(exclude_none=True, exclude={"json_mode"}))
-        json_mode = call.params.json_mode or self.config.json_mode or (
-            "strict" if call.function_type == "json" else "off")
+        json_mode = (
+            call.params.json_mode or self.config.json_mode or ("strict" if call.function_type == "json" else "off")
+        )
         return ModelInferenceRequest(
             function_type=call.function_type,
             system=self._system(call.system),

@@ -14,34 +14,43 @@ from starlette.routing import Route
 
 TEXT = "Hello from the mock"
 STREAM_PIECES = ["Hello", " from", " the", " mock"]
-TOOL_CALL = {"id": "call_1", "type": "function",
-             "function": {"name": "get_weather", "arguments": '{"city":"Tokyo"}'}}
+TOOL_CALL = {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city":"Tokyo"}'}}
 
 
 class OpenAIMock:
     def __init__(self, api_key: str = "sk-test"):
         self.api_key = api_key
         self.requests: list[dict[str, Any]] = []
-        self.app = Starlette(routes=[
-            Route("/v1/chat/completions", self.chat, methods=["POST"]),
-            Route("/openai/deployments/{deployment}/chat/completions", self.chat, methods=["POST"]),
-        ])
+        self.app = Starlette(
+            routes=[
+                Route("/v1/chat/completions", self.chat, methods=["POST"]),
+                Route("/openai/deployments/{deployment}/chat/completions", self.chat, methods=["POST"]),
+            ]
+        )
 
     def last(self) -> dict[str, Any]:
         return self.requests[-1]
 
     async def chat(self, request: Request) -> Response:
         body = await request.json()
-        self.requests.append({"path": request.url.path, "query": dict(request.query_params),
-                              "headers": dict(request.headers), "body": body})
+        self.requests.append(
+            {
+                "path": request.url.path,
+                "query": dict(request.query_params),
+                "headers": dict(request.headers),
+                "body": body,
+            }
+        )
         model = body.get("model") or request.path_params.get("deployment", "")
         auth = request.headers.get("authorization") or request.headers.get("api-key")
         if "noauth" not in model and auth not in (f"Bearer {self.api_key}", self.api_key):
-            return JSONResponse({"error": {"message": "Incorrect API key provided", "type": "invalid_request_error"}},
-                                status_code=401)
+            return JSONResponse(
+                {"error": {"message": "Incorrect API key provided", "type": "invalid_request_error"}}, status_code=401
+            )
         if model.endswith("-500"):
-            return JSONResponse({"error": {"message": "The server had an error", "type": "server_error"}},
-                                status_code=500)
+            return JSONResponse(
+                {"error": {"message": "The server had an error", "type": "server_error"}}, status_code=500
+            )
         if model.endswith("-429"):
             return JSONResponse({"error": {"message": "Rate limit reached", "type": "rate_limit"}}, status_code=429)
         if "slow" in model and not body.get("stream"):
@@ -60,15 +69,29 @@ class OpenAIMock:
             message["content"] = '{"answer":"42"}'
         elif "reasoning" in model:
             message["reasoning_content"] = "thinking hard"
-        return {"id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": model,
-                "choices": [{"index": 0, "message": message, "finish_reason": finish}],
-                "usage": {"prompt_tokens": 12, "completion_tokens": 7, "total_tokens": 19,
-                          "prompt_tokens_details": {"cached_tokens": 3}}}
+        return {
+            "id": "chatcmpl-1",
+            "object": "chat.completion",
+            "created": 1,
+            "model": model,
+            "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+            "usage": {
+                "prompt_tokens": 12,
+                "completion_tokens": 7,
+                "total_tokens": 19,
+                "prompt_tokens_details": {"cached_tokens": 3},
+            },
+        }
 
     async def _stream(self, model: str, body: dict):
         def event(delta: dict, finish: str | None = None, usage: dict | None = None) -> str:
-            payload = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": model,
-                       "choices": [] if usage else [{"index": 0, "delta": delta, "finish_reason": finish}]}
+            payload = {
+                "id": "chatcmpl-1",
+                "object": "chat.completion.chunk",
+                "created": 1,
+                "model": model,
+                "choices": [] if usage else [{"index": 0, "delta": delta, "finish_reason": finish}],
+            }
             if usage:
                 payload["usage"] = usage
             return f"data: {json.dumps(payload)}\n\n"
@@ -76,8 +99,19 @@ class OpenAIMock:
         if "slow" in model:
             await asyncio.sleep(2)
         if "tool" in model:
-            yield event({"role": "assistant", "tool_calls": [{"index": 0, "id": "call_1", "type": "function",
-                                                              "function": {"name": "get_weather", "arguments": ""}}]})
+            yield event(
+                {
+                    "role": "assistant",
+                    "tool_calls": [
+                        {
+                            "index": 0,
+                            "id": "call_1",
+                            "type": "function",
+                            "function": {"name": "get_weather", "arguments": ""},
+                        }
+                    ],
+                }
+            )
             for piece in ['{"city"', ':"Tokyo"}']:
                 yield event({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]})
             yield event({}, "tool_calls")
