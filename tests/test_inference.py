@@ -208,16 +208,38 @@ async def test_tool_calls_are_validated(gateway):
     assert r.json()["finish_reason"] == "tool_call"
 
 
-async def test_params_override_variant_settings(gateway):
+async def test_params_override_variant_settings(gateway, openai_mock):
     r = await infer(
         gateway,
-        function_name="basic_test",
-        variant_name="echo",
-        input=HELLO,
-        params={"chat_completion": {"temperature": 0.9}},
+        function_name="openai_chat",
+        input=PLAIN,
         dryrun=True,
+        params={"chat_completion": {"max_tokens": 5, "temperature": 0.9}},
     )
-    assert r.status_code == 200
+    assert r.status_code == 200, r.text
+    sent = openai_mock.last()["body"]
+    assert (sent["max_completion_tokens"], sent["temperature"]) == (5, 0.9)
+    await infer(gateway, function_name="openai_chat", input=PLAIN)
+    assert openai_mock.last()["body"]["max_completion_tokens"] == 100
+
+
+async def test_request_extra_body_is_scoped(gateway, openai_mock):
+    extra = [
+        {"pointer": "/top_k", "value": 3, "model_name": "gpt"},
+        {"pointer": "/min_p", "value": 0.1, "model_name": "other"},
+        {"pointer": "/user", "value": "u1", "variant_name": "gpt"},
+    ]
+    headers = [{"name": "x-trace", "value": "t1"}]
+    r = await infer(gateway, function_name="openai_chat", input=PLAIN, extra_body=extra, extra_headers=headers)
+    assert r.status_code == 200, r.text
+    sent = openai_mock.last()
+    assert sent["body"]["top_k"] == 3 and sent["body"]["user"] == "u1" and "min_p" not in sent["body"]
+    assert sent["headers"]["x-trace"] == "t1"
+
+
+async def test_internal_requests_may_use_reserved_tags(gateway):
+    r = await infer(gateway, function_name="basic_test", input=HELLO, internal=True, tags={"tensorzero::eval": "1"})
+    assert r.status_code == 200, r.text
 
 
 async def test_dynamic_credentials(gateway):
