@@ -36,11 +36,18 @@ def main(argv: list[str] | None = None) -> int:
     check = commands.add_parser("validate", help="load a config and report problems")
     check.add_argument("--config", required=True)
 
+    migrate = commands.add_parser(
+        "migrate", help="create or update the ClickHouse schema (with chDB: only while the stack is down)"
+    )
+    migrate.add_argument("--config", required=True)
+
     args = parser.parse_args(argv)
     if args.command == "validate":
         return validate(args.config)
     if args.command == "up":
         return up_command(args)
+    if args.command == "migrate":
+        return migrate_command(args.config)
     return down_command(args)
 
 
@@ -53,6 +60,34 @@ def validate(pattern: str) -> int:
         print(exc, file=sys.stderr)
         return 2
     print(f"ok: {len(config.functions)} functions, {len(config.models)} models")
+    return 0
+
+
+def migrate_command(pattern: str) -> int:
+    import asyncio
+
+    from tensorzero_ray.config import ConfigError, load_config
+    from tensorzero_ray.serve.observability import StorageSettings
+    from tensorzero_ray.store import ClickHouseStore, StoreUnavailable
+    from tensorzero_ray.store.dsn import redact
+
+    try:
+        storage = StorageSettings.from_config(load_config(pattern))
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    if storage is None:
+        print("observability is disabled (gateway.observability.enabled = false): nothing to migrate")
+        return 0
+    store = ClickHouseStore(storage.dsn)
+    try:
+        applied = asyncio.run(store.migrate())
+    except StoreUnavailable as exc:
+        print(f"migration failed: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        store.close()
+    print(f"{redact(storage.dsn)}: applied {applied}" if applied else f"{redact(storage.dsn)}: up to date")
     return 0
 
 

@@ -6,6 +6,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from tensorzero_ray.errors import InvalidRequest
+
 
 def key_path(data: Any, loc: tuple) -> tuple[str, ...]:
     """Pydantic's error location without union-member and tag segments, which are not keys."""
@@ -35,3 +37,11 @@ def describe(error: dict) -> str:
 
 def problems(exc: ValidationError, data: Any) -> list[tuple[tuple[str, ...], str]]:
     return [(key_path(data, err["loc"]), describe(err)) for err in exc.errors()]
+
+
+def check_tags(tags: dict[str, str], internal: bool) -> None:
+    """`tensorzero::` tags are the gateway's own unless the request is internal."""
+    if not internal:
+        for key in tags:
+            if key.startswith("tensorzero::"):
+                raise InvalidRequest(f"Tag name cannot start with 'tensorzero::': {key}")

@@ -14,6 +14,7 @@ import pytest
 
 from tensorzero_ray.config import load_config
 from tensorzero_ray.serve.gateway import create_app
+from tensorzero_ray.serve.observability import ObservabilityClient, ObservabilityWriter, StorageSettings
 from tensorzero_ray.serve.routers import LocalRouters
 from tests.mocks.anthropic_server import AnthropicMock
 from tests.mocks.openai_server import OpenAIMock
@@ -132,10 +133,36 @@ def config(config_glob):
 
 
 @pytest.fixture(scope="session")
-async def gateway(config):
-    """The gateway's ASGI app with in-process routers: the whole request path minus Ray."""
-    routers = LocalRouters(config)
-    transport = httpx.ASGITransport(app=create_app(config, routers))
+def storage(tmp_path_factory) -> StorageSettings:
+    """The embedded chDB store of this test process (one engine per process)."""
+    base = tmp_path_factory.mktemp("store")
+    return StorageSettings(
+        dsn=f"chdb://{base / 'clickhouse'}",
+        spool_path=str(base / "spool" / "writes.jsonl"),
+        required=True,
+        flush_interval_s=0.05,
+    )
+
+
+@pytest.fixture(scope="session")
+async def writer(storage):
+    writer = ObservabilityWriter(storage)
+    await writer.start()
+    yield writer
+    await writer.close()
+
+
+@pytest.fixture(scope="session")
+async def observability(storage, writer) -> ObservabilityClient:
+    return ObservabilityClient(storage, writer)
+
+
+@pytest.fixture(scope="session")
+async def gateway(config, observability):
+    """The gateway's ASGI app with in-process routers and an in-process ObservabilityWriter:
+    the whole request path minus Ray."""
+    routers = LocalRouters(config, observability)
+    transport = httpx.ASGITransport(app=create_app(config, routers, observability))
     async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
         yield client
     await routers.aclose()

@@ -138,14 +138,18 @@ def test_serve_yaml_is_valid_and_builds_the_application():
         "FunctionRouter-chat",
         "FunctionRouter-extract",
         "FunctionRouter-tensorzero__default",
+        "ObservabilityWriter",
     }
     yaml_names = {d["name"] for d in data["applications"][0]["deployments"]}
     assert yaml_names <= deployed
 
 
-def test_in_process_switch_has_only_the_gateway():
+def test_in_process_switch_has_no_router_deployments():
     config = load_config(ROOT / "config" / "quickstart" / "tensorzero.toml")
-    assert {d.name for d in _deployments(build_application(config, routers="in_process"))} == {"Gateway"}
+    assert {d.name for d in _deployments(build_application(config, routers="in_process"))} == {
+        "Gateway",
+        "ObservabilityWriter",
+    }
 
 
 def test_build_app_rejects_unknown_args():
@@ -163,3 +167,18 @@ def _deployments(app: Application) -> list:
             items = value.values() if isinstance(value, dict) else [value]
             stack += [item for item in items if isinstance(item, Application)]
     return found
+
+
+def test_inference_is_stored_and_takes_feedback(client):
+    """The feedback lookup finds the inference in the writer's chDB, through its handle."""
+    inference = client.post("/inference", json=readme_example()).json()
+    r = client.post(
+        "/feedback", json={"metric_name": "thumbs_up", "value": True, "inference_id": inference["inference_id"]}
+    )
+    assert r.status_code == 200, r.text
+    r = client.post(
+        "/feedback", json={"metric_name": "task_success", "value": True, "episode_id": inference["episode_id"]}
+    )
+    assert r.status_code == 200, r.text
+    health = client.get("/health")
+    assert health.status_code == 200 and health.json()["clickhouse"] == "ok"

@@ -40,6 +40,7 @@ class Strict(BaseModel):
 
 class ClickHouseConfig(Strict):
     disable_automatic_migrations: bool = False
+    url: str | None = None  # tensorzero-ray: a DSN; TENSORZERO_CLICKHOUSE_URL wins when set
 
 
 class PostgresConfig(Strict):

@@ -1,5 +1,5 @@
-"""The Serve application: a Gateway ingress plus one FunctionRouter deployment per function.
-`build_app` is what `serve run` / `serve deploy` import (see deployments/)."""
+"""The Serve application: a Gateway ingress, one FunctionRouter deployment per function, and the
+ObservabilityWriter. `build_app` is what `serve run` / `serve deploy` import (see deployments/)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from ray.serve import Application
 from tensorzero_ray.config import Config, load_config
 from tensorzero_ray.serve.function_router import DEFAULT_FUNCTION, FunctionRouter
 from tensorzero_ray.serve.gateway import create_app
+from tensorzero_ray.serve.observability import ObservabilityClient, ObservabilityWriterDeployment, StorageSettings
 from tensorzero_ray.serve.routers import DeploymentRouters, LocalRouters
 
 ROUTER_AUTOSCALING = {"min_replicas": 1, "max_replicas": 4, "target_ongoing_requests": 64}
@@ -20,28 +21,54 @@ ROUTER_AUTOSCALING = {"min_replicas": 1, "max_replicas": 4, "target_ongoing_requ
 ACTOR_OPTIONS = {"num_cpus": 0.1}
 
 
+def _observability(storage: StorageSettings | None, writer: Any) -> ObservabilityClient | None:
+    return ObservabilityClient(storage, writer) if storage is not None else None
+
+
 class Gateway:
     """Serve ingress; routers are handles to FunctionRouter deployments, or None to run the
     routers inside this replica."""
 
-    def __init__(self, config: Config, router_handles: dict[str, Any] | None = None):
-        self._routers = DeploymentRouters(router_handles) if router_handles else LocalRouters(config)
-        self._app = create_app(config, self._routers)
+    def __init__(
+        self,
+        config: Config,
+        router_handles: dict[str, Any] | None = None,
+        storage: StorageSettings | None = None,
+        writer: Any = None,
+    ):
+        observability = _observability(storage, writer)
+        if router_handles:
+            self._routers = DeploymentRouters(router_handles)
+        else:
+            self._routers = LocalRouters(config, observability)
+        self._app = create_app(config, self._routers, observability)
 
     def __serve_build_asgi_app__(self):
         return self._app
 
 
+class FunctionRouterReplica(FunctionRouter):
+    """A FunctionRouter that reaches the ObservabilityWriter through its handle."""
+
+    def __init__(self, config: Config, function_name: str, storage: StorageSettings | None = None, writer: Any = None):
+        super().__init__(config, function_name, observability=_observability(storage, writer))
+
+
 GatewayDeployment = serve.deployment(
-    serve.ingress()(Gateway),
-    name="Gateway",
-    max_ongoing_requests=1000,
-    ray_actor_options=ACTOR_OPTIONS,
+    serve.ingress()(Gateway), name="Gateway", max_ongoing_requests=1000, ray_actor_options=ACTOR_OPTIONS
 )
 FunctionRouterDeployment = serve.deployment(
-    FunctionRouter,
+    FunctionRouterReplica,
     max_ongoing_requests=1000,
     autoscaling_config=ROUTER_AUTOSCALING,
+    ray_actor_options=ACTOR_OPTIONS,
+)
+# One replica: in embedded mode it is the only process that may open the chDB engine.
+WriterDeployment = serve.deployment(
+    ObservabilityWriterDeployment,
+    name="ObservabilityWriter",
+    num_replicas=1,
+    max_ongoing_requests=10_000,
     ray_actor_options=ACTOR_OPTIONS,
 )
 
@@ -50,16 +77,18 @@ def router_deployment_name(function_name: str) -> str:
     return "FunctionRouter-" + re.sub(r"[^A-Za-z0-9_-]", "_", function_name)
 
 
-def build_application(config: Config, *, routers: str = "deployments") -> Application:
+def build_application(config: Config, *, routers: str = "deployments", workdir: str | None = None) -> Application:
     if routers not in ("deployments", "in_process"):
         raise ValueError(f"routers must be `deployments` or `in_process`, not `{routers}`")
+    storage = StorageSettings.from_config(config, workdir)
+    writer = WriterDeployment.bind(storage) if storage is not None else None
     if routers == "in_process":
-        return GatewayDeployment.bind(config, None)
+        return GatewayDeployment.bind(config, None, storage, writer)
     handles = {
-        name: FunctionRouterDeployment.options(name=router_deployment_name(name)).bind(config, name)
+        name: FunctionRouterDeployment.options(name=router_deployment_name(name)).bind(config, name, storage, writer)
         for name in [*config.functions, DEFAULT_FUNCTION]
     }
-    return GatewayDeployment.bind(config, handles)
+    return GatewayDeployment.bind(config, handles, storage, writer)
 
 
 def build_app(args: dict[str, Any]) -> Application:

@@ -7,6 +7,7 @@ or inside the Gateway replica; both call the same methods."""
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
@@ -42,6 +43,7 @@ from tensorzero_ray.types import (
     InferenceResponse,
     JsonChunk,
     JsonInferenceResponse,
+    JsonOutput,
     RawResponseEntry,
     RawUsageEntry,
     TextChunk,
@@ -49,6 +51,8 @@ from tensorzero_ray.types import (
     ToolCallOutput,
     Usage,
 )
+from tensorzero_ray.serve.observability import ObservabilityClient
+from tensorzero_ray.store.inference_rows import inference_rows
 from tensorzero_ray.types.model import ModelInferenceResult
 from tensorzero_ray.variants.base import InferenceCall, NotServedVariant, Variant
 from tensorzero_ray.variants.chat_completion import ChatCompletionVariant
@@ -66,8 +70,15 @@ def sse_event(payload: dict) -> bytes:
 
 
 class FunctionRouter:
-    def __init__(self, config: Config, function_name: str, models: ModelRegistry | None = None):
+    def __init__(
+        self,
+        config: Config,
+        function_name: str,
+        models: ModelRegistry | None = None,
+        observability: ObservabilityClient | None = None,
+    ):
         self.function_name = function_name
+        self.observability = observability
         self.models = models or ModelRegistry(
             config.models, outbound_timeout_s=config.gateway.global_outbound_http_timeout_ms / 1000
         )
@@ -116,7 +127,10 @@ class FunctionRouter:
     async def infer(self, request: InferenceRequest) -> InferenceResponse:
         plan = self._plan(request)
         name, results = await self._first_success(plan, lambda variant: variant.infer(plan.call))
-        return self._response(request, plan, name, results)
+        response = self._response(request, plan, name, results)
+        output = response.output if isinstance(response, JsonInferenceResponse) else response.content
+        self._record(request, plan, name, output, results)
+        return response
 
     async def stream(self, request: InferenceRequest) -> AsyncIterator[bytes]:
         """SSE events as bytes. Errors before the first chunk are raised from the first
@@ -208,10 +222,10 @@ class FunctionRouter:
             common["raw_usage"] = [
                 RawUsageEntry(model_inference_id=r.id, provider_type=r.provider_type, data=r.raw_usage) for r in results
             ]
-        if plan.call.function_type == "json":
-            return JsonInferenceResponse(output=json_output(final.output, plan.output_validator), **common)
-        content = [plan.tool_validator.validate(b) if isinstance(b, ToolCallOutput) else b for b in final.output]
-        return ChatInferenceResponse(content=content, **common)
+        output = self._shape_output(plan, final.output)
+        if isinstance(output, JsonOutput):
+            return JsonInferenceResponse(output=output, **common)
+        return ChatInferenceResponse(content=output, **common)
 
     async def _events(
         self, request: InferenceRequest, plan: "_Plan", variant_name: str, model_stream: ModelStream
@@ -223,61 +237,100 @@ class FunctionRouter:
         }
         is_json = plan.call.function_type == "json"
         aggregator = ChunkAggregator()
+        result: ModelInferenceResult | None = None
         try:
-            async for chunk in model_stream:
-                if chunk.error is not None:
-                    event = {"error": chunk.error}
-                    if request.include_raw_response and chunk.raw_chunk:
-                        event["raw_chunk"] = chunk.raw_chunk
-                    yield sse_event(event)
+            try:
+                async for chunk in model_stream:
+                    event = self._chunk_event(request, base, is_json, chunk, aggregator)
+                    if event is not None:
+                        yield sse_event(event)
                     if chunk.fatal:
                         break
-                    continue
-                for piece in chunk.content:
-                    aggregator.add(piece)
-                if not chunk.content:
-                    continue
-                event = dict(base)
-                if is_json:
-                    text = "".join(
-                        p.text if isinstance(p, TextChunk) else p.raw_arguments
-                        for p in chunk.content
-                        if isinstance(p, (TextChunk, ToolCallChunk))
-                    )
-                    if not text:
-                        continue
-                    event["raw"] = text
-                else:
-                    event["content"] = [p.model_dump(exclude_none=True) for p in chunk.content]
-                if request.include_raw_response:
-                    event["raw_chunk"] = chunk.raw_chunk
-                if request.include_original_response:
-                    event["original_chunk"] = chunk.raw_chunk
-                yield sse_event(event)
-        except StreamError as exc:
-            yield sse_event({"error": exc.message})
-        else:
-            yield sse_event(self._final_event(request, plan, base, model_stream, aggregator))
-        yield DONE_EVENT
+            except StreamError as exc:
+                yield sse_event({"error": exc.message})
+            else:
+                result = model_stream.result(aggregator.blocks())
+                yield sse_event(self._final_event(request, plan, base, model_stream, result, aggregator))
+            yield DONE_EVENT
+        finally:
+            # Also on a client disconnect: what was generated is stored.
+            result = result or model_stream.result(aggregator.blocks())
+            output = self._shape_output(plan, aggregator.blocks())
+            self._record(request, plan, variant_name, output, [result], ttft_ms=model_stream.ttft_ms)
 
-    def _final_event(self, request, plan, base, model_stream: ModelStream, aggregator: ChunkAggregator) -> dict:
+    @staticmethod
+    def _chunk_event(request, base: dict, is_json: bool, chunk, aggregator: ChunkAggregator) -> dict | None:
+        if chunk.error is not None:
+            event = {"error": chunk.error}
+            if request.include_raw_response and chunk.raw_chunk:
+                event["raw_chunk"] = chunk.raw_chunk
+            return event
+        for piece in chunk.content:
+            aggregator.add(piece)
+        if not chunk.content:
+            return None
+        event = dict(base)
+        if is_json:
+            text = "".join(
+                p.text if isinstance(p, TextChunk) else p.raw_arguments
+                for p in chunk.content
+                if isinstance(p, (TextChunk, ToolCallChunk))
+            )
+            if not text:
+                return None
+            event["raw"] = text
+        else:
+            event["content"] = [p.model_dump(exclude_none=True) for p in chunk.content]
+        if request.include_raw_response:
+            event["raw_chunk"] = chunk.raw_chunk
+        if request.include_original_response:
+            event["original_chunk"] = chunk.raw_chunk
+        return event
+
+    @staticmethod
+    def _shape_output(plan: "_Plan", blocks: list) -> list | JsonOutput:
+        if plan.call.function_type == "json":
+            return json_output(blocks, plan.output_validator)
+        return [plan.tool_validator.validate(b) if isinstance(b, ToolCallOutput) else b for b in blocks]
+
+    def _record(self, request, plan: "_Plan", variant_name: str, output, results, ttft_ms: int | None = None) -> None:
+        if self.observability is None or request.dryrun:
+            return
+        self.observability.record(
+            inference_rows(
+                function_name=self.function_name,
+                variant_name=variant_name,
+                inference_id=plan.inference_id,
+                episode_id=plan.episode_id,
+                request=request,
+                tags=plan.tags,
+                output=output,
+                output_schema=plan.call.output_schema,
+                tool_settings=plan.call.tool_settings,
+                results=results,
+                processing_time_ms=int((time.monotonic() - plan.started) * 1000),
+                ttft_ms=ttft_ms,
+            )
+        )
+
+    def _final_event(
+        self, request, plan, base, model_stream: ModelStream, result: ModelInferenceResult, aggregator: ChunkAggregator
+    ) -> dict:
         usage = model_stream.final_usage()
         final_model = JsonChunk if plan.call.function_type == "json" else ChatChunk
         fields = {**base, "usage": usage, "finish_reason": model_stream.finish_reason}
         fields.update({"raw": ""} if final_model is JsonChunk else {"content": []})
         if request.include_raw_usage:
-            result = model_stream.result(aggregator.blocks())
             fields["raw_usage"] = [
                 RawUsageEntry(model_inference_id=result.id, provider_type=result.provider_type, data=None)
             ]
         if request.include_aggregated_response:
-            blocks = aggregator.blocks()
-            if plan.call.function_type == "json":
-                fields["aggregated_response"] = {"output": json_output(blocks, plan.output_validator).model_dump()}
+            output = self._shape_output(plan, aggregator.blocks())
+            if isinstance(output, JsonOutput):
+                fields["aggregated_response"] = {"output": output.model_dump()}
             else:
-                content = [plan.tool_validator.validate(b) if isinstance(b, ToolCallOutput) else b for b in blocks]
                 fields["aggregated_response"] = {
-                    "content": [b.model_dump(mode="json", exclude_none=True) for b in content]
+                    "content": [b.model_dump(mode="json", exclude_none=True) for b in output]
                 }
         return final_model(**fields).model_dump(mode="json")
 
@@ -299,6 +352,14 @@ class _Plan:
         self.call = call
         self.episode_id = episode_id
         self.inference_id = uuid7()
+        self.started = time.monotonic()
+        self.tags = dict(request.tags)
+        if request.variant_name is not None and router.function_name != DEFAULT_FUNCTION:
+            self.tags["tensorzero::variant_pinned"] = request.variant_name
+        if request.namespace is not None:
+            self.tags["tensorzero::namespace"] = request.namespace
+        if request.internal:
+            self.tags["tensorzero::internal"] = "true"
         self.output_validator = output_validator
         self.tool_validator = tool_validator
         self.pinned = request.variant_name

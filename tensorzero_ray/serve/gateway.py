@@ -3,10 +3,11 @@ them to the FunctionRouters, and shapes errors as TensorZero does (spec §1.0)."
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from fastapi import FastAPI, Request
@@ -24,10 +25,15 @@ from tensorzero_ray.errors import (
     UnknownFunction,
     unwrap,
 )
+from tensorzero_ray.feedback import FeedbackService
 from tensorzero_ray.ids import validate_episode_id
+from tensorzero_ray.serve.observability import ObservabilityClient
 from tensorzero_ray.serve.function_router import DEFAULT_FUNCTION
 from tensorzero_ray.serve.routers import Routers
 from tensorzero_ray.types import InferenceRequest
+from tensorzero_ray.types.feedback import FeedbackRequest
+
+T = TypeVar("T")
 
 logger = logging.getLogger(__name__)
 
@@ -75,24 +81,25 @@ async def read_json(request: Request) -> Any:
         raise InvalidRequest(f"Failed to parse the request body as JSON: {exc}") from None
 
 
-def parse_inference_request(data: Any) -> tuple[str, InferenceRequest]:
-    """The validated request and the function that serves it."""
+def parse_body(model: type[T], data: Any) -> T:
     if not isinstance(data, dict):
         raise InvalidRequest("The request body must be a JSON object")
     try:
-        request = InferenceRequest.model_validate(data, strict=True)
+        return model.model_validate(data, strict=True)
     except ValidationError as exc:
         raise InvalidRequest(f"Invalid request: {describe_validation_error(exc, data)}") from None
+
+
+def parse_inference_request(data: Any) -> tuple[str, InferenceRequest]:
+    """The validated request and the function that serves it."""
+    request = parse_body(InferenceRequest, data)
     if (request.function_name is None) == (request.model_name is None):
         raise InvalidRequest("Invalid inference target: exactly one of `function_name` or `model_name` is required")
     if request.model_name is not None and request.variant_name is not None:
         raise InvalidRequest("Invalid inference target: `variant_name` cannot be set together with `model_name`")
     if request.function_name is not None and request.function_name.startswith("tensorzero::"):
         raise InvalidRequest(f"Invalid inference target: `{request.function_name}` is reserved")
-    if not request.internal:
-        for key in request.tags:
-            if key.startswith("tensorzero::"):
-                raise InvalidRequest(f"Tag name cannot start with 'tensorzero::': {key}")
+    validation.check_tags(request.tags, request.internal)
     if request.episode_id is not None:
         request.episode_id = str(validate_episode_id(request.episode_id))
     if request.model_name is not None:
@@ -101,9 +108,10 @@ def parse_inference_request(data: Any) -> tuple[str, InferenceRequest]:
     return request.function_name, request
 
 
-def create_app(config: Config, routers: Routers) -> FastAPI:
+def create_app(config: Config, routers: Routers, observability: ObservabilityClient | None = None) -> FastAPI:
     app = FastAPI(title="tensorzero-ray gateway", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
     hashed = config_hash(config)
+    feedback = FeedbackService(config, observability)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
@@ -121,9 +129,23 @@ def create_app(config: Config, routers: Routers) -> FastAPI:
 
     @app.get("/health")
     async def health() -> Response:
-        return json_response(
-            {"gateway": "ok", "clickhouse": "ok", "postgres": "ok", "valkey": "ok", "valkey_cache": "ok"}
-        )
+        clickhouse = "ok"
+        if observability is not None:
+            try:
+                clickhouse = (await observability.status())["clickhouse"]
+            except Exception:  # noqa: BLE001 - an unreachable writer is an unhealthy backend
+                clickhouse = "error"
+        body = {"gateway": "ok", "clickhouse": clickhouse, "postgres": "ok", "valkey": "ok", "valkey_cache": "ok"}
+        return json_response(body, 200 if clickhouse == "ok" else 503)
+
+    @app.post("/feedback")
+    async def post_feedback(http_request: Request) -> Response:
+        request = parse_body(FeedbackRequest, await read_json(http_request))
+        try:
+            feedback_id = await asyncio.shield(feedback.submit(request))
+        except Exception as exc:  # noqa: BLE001
+            return error_response(exc)
+        return json_response({"feedback_id": str(feedback_id)})
 
     @app.post("/inference")
     async def inference(http_request: Request) -> Response:
@@ -132,7 +154,8 @@ def create_app(config: Config, routers: Routers) -> FastAPI:
             return error_response(UnknownFunction(function_name))
         if not request.stream:
             try:
-                response = await routers.infer(function_name, request)
+                # Shielded: a client that hangs up does not cancel the inference or its write.
+                response = await asyncio.shield(routers.infer(function_name, request))
             except Exception as exc:  # noqa: BLE001 - every failure becomes an error body
                 return error_response(exc)
             return json_response(response.model_dump(mode="json"))

@@ -11,6 +11,7 @@ from tensorzero_ray.config import Config
 from tensorzero_ray.errors import UnknownFunction
 from tensorzero_ray.inference.model import ModelRegistry
 from tensorzero_ray.serve.function_router import DEFAULT_FUNCTION, FunctionRouter
+from tensorzero_ray.serve.observability import ObservabilityClient
 from tensorzero_ray.types import InferenceRequest, InferenceResponse
 
 
@@ -25,9 +26,11 @@ class Routers(Protocol):
 class LocalRouters:
     """Every FunctionRouter in this process, sharing one model registry (one pool per provider)."""
 
-    def __init__(self, config: Config):
+    def __init__(self, config: Config, observability: ObservabilityClient | None = None):
         models = ModelRegistry(config.models, outbound_timeout_s=config.gateway.global_outbound_http_timeout_ms / 1000)
-        self._routers = {name: FunctionRouter(config, name, models) for name in [*config.functions, DEFAULT_FUNCTION]}
+        self._routers = {
+            name: FunctionRouter(config, name, models, observability) for name in [*config.functions, DEFAULT_FUNCTION]
+        }
         self._models = models
 
     def knows(self, function_name: str) -> bool:

@@ -1,0 +1,210 @@
+"""Checks a feedback request against the config and the stored target, and records one row
+(spec §1.3, §3.10). Nothing is stored for a request that is rejected."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from typing import Any
+
+import orjson
+
+from tensorzero_ray.config import Config
+from tensorzero_ray.config.functions import ChatFunctionConfig, JsonFunctionConfig
+from tensorzero_ray.errors import InvalidRequest, NotFound, TensorZeroError
+from tensorzero_ray.ids import uuid7, uuid7_timestamp_ms
+from tensorzero_ray.inference.schemas import SchemaValidator
+from tensorzero_ray.inference.tools import ToolCallValidator, ToolCatalog
+from tensorzero_ray.serve.observability import ObservabilityClient
+from tensorzero_ray.store.rows import (
+    BooleanMetricFeedbackRow,
+    CommentFeedbackRow,
+    DemonstrationFeedbackRow,
+    FloatMetricFeedbackRow,
+    Row,
+)
+from tensorzero_ray.types import Text, ToolCallOutput
+from tensorzero_ray.types.feedback import FeedbackRequest
+from tensorzero_ray.types.model import ToolDefinition, ToolSettings
+from tensorzero_ray.validation import check_tags
+
+VISIBILITY_WAIT_S = 6.0
+POLL_INTERVAL_S = 0.1
+
+
+class UnknownMetric(NotFound):
+    def __init__(self, name: str):
+        super().__init__(f"Unknown metric: {name}")
+
+
+def _parse_id(value: str, kind: str) -> uuid.UUID:
+    try:
+        parsed = uuid.UUID(value)
+    except ValueError as exc:
+        raise InvalidRequest(f"Invalid {kind} ID: {exc}") from None
+    if parsed.version != 7:
+        raise InvalidRequest(f"Invalid {kind} ID: Version must be 7, found {parsed.version}")
+    return parsed
+
+
+class FeedbackService:
+    def __init__(self, config: Config, observability: ObservabilityClient | None):
+        self.config = config
+        self.observability = observability
+        self.tools = ToolCatalog(config.tools)
+
+    async def submit(self, request: FeedbackRequest) -> uuid.UUID:
+        if self.observability is None:
+            raise InvalidRequest(
+                "Feedback needs observability, which is disabled (gateway.observability.enabled = false)"
+            )
+        check_tags(request.tags, request.internal)
+        level, kind = self._metric(request.metric_name)
+        if request.inference_id is not None and request.episode_id is not None:
+            raise InvalidRequest("Both episode_id and inference_id cannot be provided")
+        if request.inference_id is None and request.episode_id is None:
+            raise InvalidRequest("Exactly one of inference_id or episode_id is required")
+        target_level = "inference" if request.inference_id is not None else "episode"
+        if level is not None and level != target_level:
+            raise InvalidRequest(f'Correct ID was not provided for feedback level "{level}".')
+        target = _parse_id(request.inference_id or request.episode_id, target_level.capitalize())
+        self._check_value_type(request.metric_name, kind, request.value)
+        found = await self._find_target(target, target_level)
+        feedback_id = uuid7()
+        row = await self._row(request, kind, feedback_id, target, target_level, found)
+        if not request.dryrun:
+            self.observability.record([row])
+        return feedback_id
+
+    def _metric(self, name: str) -> tuple[str | None, str]:
+        """(required level or None for either, value kind)."""
+        if name == "comment":
+            return None, "comment"
+        if name == "demonstration":
+            return "inference", "demonstration"
+        metric = self.config.metrics.get(name)
+        if metric is None:
+            raise UnknownMetric(name)
+        return metric.level, metric.type
+
+    @staticmethod
+    def _check_value_type(name: str, kind: str, value: Any) -> None:
+        if kind == "boolean" and not isinstance(value, bool):
+            raise InvalidRequest(
+                f"Feedback value for metric `{name}` must be a boolean, got {orjson.dumps(value).decode()}"
+            )
+        if kind == "float" and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise InvalidRequest(
+                f"Feedback value for metric `{name}` must be a number, got {orjson.dumps(value).decode()}"
+            )
+        if kind == "comment" and not isinstance(value, str):
+            raise InvalidRequest("Feedback value for `comment` must be a string")
+
+    async def _find_target(self, target: uuid.UUID, level: str) -> dict | None:
+        """Look the target up, waiting briefly for one created moments ago (its rows may still
+        be on their way to the database)."""
+        if self.config.gateway.unstable_disable_feedback_target_validation:
+            return None
+        if level == "inference":
+            sql = (
+                "SELECT function_name, variant_name, function_type FROM InferenceById "
+                "WHERE id_uint = toUInt128({id:UUID}) LIMIT 1"
+            )
+        else:
+            sql = (
+                "SELECT function_name, variant_name, function_type FROM InferenceByEpisodeId "
+                "WHERE episode_id_uint = toUInt128({id:UUID}) LIMIT 1"
+            )
+        age_s = time.time() - uuid7_timestamp_ms(target) / 1000
+        deadline = time.monotonic() + max(VISIBILITY_WAIT_S - age_s, 1.0)
+        while True:
+            try:
+                rows = await self.observability.query(sql, {"id": target})
+            except Exception as exc:  # noqa: BLE001 - the database is down: say so, store nothing
+                raise TensorZeroError(f"ClickHouse is unavailable: {exc}", 503) from None
+            if rows:
+                return rows[0]
+            if time.monotonic() >= deadline:
+                raise InvalidRequest(f"{level.capitalize()} ID: {target} does not exist")
+            await asyncio.sleep(POLL_INTERVAL_S)
+
+    async def _row(
+        self,
+        request: FeedbackRequest,
+        kind: str,
+        feedback_id: uuid.UUID,
+        target: uuid.UUID,
+        level: str,
+        found: dict | None,
+    ) -> Row:
+        common = {"id": feedback_id, "tags": request.tags}
+        if kind == "boolean":
+            return BooleanMetricFeedbackRow(
+                target_id=target, metric_name=request.metric_name, value=request.value, **common
+            )
+        if kind == "float":
+            return FloatMetricFeedbackRow(
+                target_id=target, metric_name=request.metric_name, value=float(request.value), **common
+            )
+        if kind == "comment":
+            return CommentFeedbackRow(target_id=target, target_type=level, value=request.value, **common)
+        value = await self._demonstration(request.value, target, found)
+        return DemonstrationFeedbackRow(inference_id=target, value=value, **common)
+
+    async def _demonstration(self, value: Any, target: uuid.UUID, found: dict | None) -> str:
+        if found is None:
+            raise InvalidRequest("Demonstrations need the target inference, and target validation is disabled")
+        function = self.config.functions.get(found["function_name"])
+        if function is None and found["function_name"] != "tensorzero::default":
+            raise InvalidRequest(f"Unknown function for demonstration: {found['function_name']}")
+        if isinstance(function, JsonFunctionConfig):
+            rows = await self.observability.query(
+                "SELECT output_schema FROM JsonInference WHERE id = {id:UUID} LIMIT 1", {"id": target}
+            )
+            schema = orjson.loads(rows[0]["output_schema"]) if rows else function.output_schema_dict()
+            errors = SchemaValidator(schema).errors(value, "value")
+            if errors:
+                raise InvalidRequest(f"Demonstration does not match the output schema: {errors}")
+            return orjson.dumps({"raw": orjson.dumps(value).decode(), "parsed": value}).decode()
+        blocks = await self._chat_demonstration(value, target, function)
+        return orjson.dumps(blocks).decode()
+
+    async def _chat_demonstration(self, value: Any, target: uuid.UUID, function: ChatFunctionConfig | None) -> list:
+        if isinstance(value, str):
+            return [Text(text=value).model_dump(exclude_none=True)]
+        if not isinstance(value, list):
+            raise InvalidRequest("A chat demonstration must be a string or a list of content blocks")
+        validator = ToolCallValidator(await self._tools_at_inference(target, function))
+        blocks = []
+        for index, block in enumerate(value):
+            kind = block.get("type") if isinstance(block, dict) else None
+            if kind == "text" and isinstance(block.get("text"), str):
+                blocks.append({"type": "text", "text": block["text"]})
+            elif kind == "tool_call" and isinstance(block.get("name"), str) and "arguments" in block:
+                arguments = block["arguments"]
+                raw_arguments = arguments if isinstance(arguments, str) else orjson.dumps(arguments).decode()
+                call = validator.validate(
+                    ToolCallOutput(id=str(block.get("id", "")), raw_name=block["name"], raw_arguments=raw_arguments)
+                )
+                if call.name is None or call.arguments is None:
+                    raise InvalidRequest(
+                        f"Demonstration block {index}: tool call `{block['name']}` does not match "
+                        "a tool available to that inference"
+                    )
+                blocks.append(call.model_dump())
+            else:
+                raise InvalidRequest(f"Demonstration block {index} must be a text or tool_call block")
+        return blocks
+
+    async def _tools_at_inference(self, target: uuid.UUID, function: ChatFunctionConfig | None) -> ToolSettings:
+        rows = await self.observability.query(
+            "SELECT dynamic_tools, allowed_tools FROM ChatInference WHERE id = {id:UUID} LIMIT 1", {"id": target}
+        )
+        keys = list(function.tools) if function is not None else []
+        if rows and rows[0]["allowed_tools"]:
+            keys = orjson.loads(rows[0]["allowed_tools"])
+        tools = [self.tools.definitions[k] for k in keys if k in self.tools.definitions]
+        for raw in rows[0]["dynamic_tools"] if rows else []:
+            tools.append(ToolDefinition(**orjson.loads(raw)))
+        return ToolSettings(tools=tools)

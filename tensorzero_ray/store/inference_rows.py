@@ -1,0 +1,102 @@
+"""The rows one inference writes: a ChatInference or JsonInference row and a ModelInference
+row per model call (spec §4.2, §4.9)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import orjson
+
+from tensorzero_ray.store.rows import ChatInferenceRow, JsonInferenceRow, ModelInferenceRow, Row
+from tensorzero_ray.types import InferenceRequest, JsonOutput
+from tensorzero_ray.types.model import ModelInferenceResult, ToolSettings
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def stored_input(request: InferenceRequest) -> str:
+    """The input as TensorZero stores it: legacy shorthands resolved to explicit blocks."""
+    messages = [
+        {"role": m.role, "content": [b.model_dump(mode="json", exclude_none=True) for b in m.normalized_blocks()]}
+        for m in request.input.messages
+    ]
+    stored: dict[str, Any] = {"messages": messages}
+    if request.input.system is not None:
+        stored["system"] = request.input.system
+    return _json(stored)
+
+
+def inference_rows(
+    *,
+    function_name: str,
+    variant_name: str,
+    inference_id: uuid.UUID,
+    episode_id: uuid.UUID,
+    request: InferenceRequest,
+    tags: dict[str, str],
+    output: list | JsonOutput,
+    output_schema: dict | None,
+    tool_settings: ToolSettings | None,
+    results: list[ModelInferenceResult],
+    processing_time_ms: int,
+    ttft_ms: int | None = None,
+) -> list[Row]:
+    common = dict(
+        id=inference_id,
+        function_name=function_name,
+        variant_name=variant_name,
+        episode_id=episode_id,
+        input=stored_input(request),
+        inference_params=_json({"chat_completion": request.params.chat_completion.model_dump(exclude_none=True)}),
+        processing_time_ms=processing_time_ms,
+        tags=tags,
+        extra_body=_json([e.model_dump(exclude_none=True) for e in request.extra_body]) if request.extra_body else None,
+        ttft_ms=ttft_ms,
+    )
+    if isinstance(output, JsonOutput):
+        head: Row = JsonInferenceRow(
+            output=_json(output.model_dump(mode="json")), output_schema=_json(output_schema or {}), **common
+        )
+    else:
+        head = ChatInferenceRow(
+            output=_json([b.model_dump(mode="json", exclude_none=True) for b in output]),
+            dynamic_tools=[_json(t.model_dump(exclude={"type"})) for t in request.additional_tools or []],
+            allowed_tools=_json(request.allowed_tools) if request.allowed_tools is not None else None,
+            tool_choice=_json(
+                tool_settings.tool_choice
+                if isinstance(tool_settings.tool_choice, str)
+                else tool_settings.tool_choice.model_dump()
+            )
+            if tool_settings
+            else None,
+            parallel_tool_calls=tool_settings.parallel_tool_calls if tool_settings else None,
+            **common,
+        )
+    model_rows = [
+        ModelInferenceRow(
+            id=r.id,
+            inference_id=inference_id,
+            raw_request=r.raw_request,
+            raw_response=r.raw_response,
+            model_name=r.model_name,
+            model_provider_name=r.model_provider_name,
+            input_tokens=r.usage.input_tokens,
+            output_tokens=r.usage.output_tokens,
+            response_time_ms=r.response_time_ms,
+            ttft_ms=r.ttft_ms,
+            system=r.system,
+            input_messages=_json([m.model_dump(mode="json", exclude_none=True) for m in r.input_messages]),
+            output=_json([b.model_dump(mode="json", exclude_none=True) for b in r.output]),
+            finish_reason=r.finish_reason,
+            cost=r.usage.cost,
+            provider_cache_read_input_tokens=r.usage.provider_cache_read_input_tokens,
+            provider_cache_write_input_tokens=r.usage.provider_cache_write_input_tokens,
+            function_name=function_name,
+            variant_name=variant_name,
+        )
+        for r in results
+    ]
+    return [head, *model_rows]

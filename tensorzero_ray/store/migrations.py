@@ -1,0 +1,214 @@
+"""TensorZero's ClickHouse schema (spec §4) as versioned, idempotent migrations. Each runs
+once, is recorded in TensorZeroMigration, and only uses IF NOT EXISTS statements, so a rerun
+after a crash half-way is safe."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+from tensorzero_ray import __version__
+
+logger = logging.getLogger(__name__)
+
+# Retried batches carry the same deduplication token; tables remember recent tokens.
+DEDUP = "SETTINGS non_replicated_deduplication_window = 10000"
+FINISH_REASON = (
+    "Enum8('stop' = 1, 'length' = 2, 'tool_call' = 3, 'content_filter' = 4, 'unknown' = 5, 'stop_sequence' = 6)"
+)
+
+
+@dataclass(frozen=True)
+class Migration:
+    id: int
+    name: str
+    statements: tuple[str, ...]
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        0,
+        "uint_to_uuid function",
+        (
+            "CREATE FUNCTION IF NOT EXISTS uint_to_uuid AS (x) -> reinterpretAsUUID(concat("
+            "substring(reinterpretAsString(x), 9, 8), substring(reinterpretAsString(x), 1, 8)))",
+        ),
+    ),
+    Migration(
+        1,
+        "inference tables",
+        (
+            f"""CREATE TABLE IF NOT EXISTS ChatInference (
+            id UUID, function_name LowCardinality(String), variant_name LowCardinality(String),
+            episode_id UUID, input String, output String, tool_params String DEFAULT '',
+            inference_params String, processing_time_ms Nullable(UInt32),
+            timestamp DateTime MATERIALIZED UUIDv7ToDateTime(id), tags Map(String, String) DEFAULT map(),
+            extra_body Nullable(String), ttft_ms Nullable(UInt32),
+            dynamic_tools Array(String) DEFAULT [], dynamic_provider_tools Array(String) DEFAULT [],
+            allowed_tools Nullable(String), tool_choice Nullable(String), parallel_tool_calls Nullable(Bool),
+            snapshot_hash Nullable(UInt256),
+            INDEX inference_id_index id TYPE bloom_filter GRANULARITY 1
+        ) ENGINE = MergeTree ORDER BY (function_name, variant_name, episode_id) {DEDUP}""",
+            f"""CREATE TABLE IF NOT EXISTS JsonInference (
+            id UUID, function_name LowCardinality(String), variant_name LowCardinality(String),
+            episode_id UUID, input String, output String, output_schema String, inference_params String,
+            processing_time_ms Nullable(UInt32), timestamp DateTime MATERIALIZED UUIDv7ToDateTime(id),
+            tags Map(String, String) DEFAULT map(), extra_body Nullable(String), auxiliary_content String DEFAULT '',
+            ttft_ms Nullable(UInt32), snapshot_hash Nullable(UInt256),
+            INDEX inference_id_index id TYPE bloom_filter GRANULARITY 1
+        ) ENGINE = MergeTree ORDER BY (function_name, variant_name, episode_id) {DEDUP}""",
+            f"""CREATE TABLE IF NOT EXISTS ModelInference (
+            id UUID, inference_id UUID, raw_request String, raw_response String,
+            model_name LowCardinality(String), model_provider_name LowCardinality(String),
+            input_tokens Nullable(UInt32), output_tokens Nullable(UInt32),
+            response_time_ms Nullable(UInt32), ttft_ms Nullable(UInt32),
+            timestamp DateTime MATERIALIZED UUIDv7ToDateTime(id), system Nullable(String),
+            input_messages String, output String, cached Bool DEFAULT false,
+            finish_reason Nullable({FINISH_REASON}), cost Nullable(Decimal(18, 9)),
+            provider_cache_read_input_tokens Nullable(UInt32), provider_cache_write_input_tokens Nullable(UInt32),
+            function_name LowCardinality(String) DEFAULT '', variant_name LowCardinality(String) DEFAULT '',
+            snapshot_hash Nullable(UInt256),
+            INDEX inference_id_index id TYPE bloom_filter GRANULARITY 1
+        ) ENGINE = MergeTree ORDER BY inference_id {DEDUP}""",
+        ),
+    ),
+    Migration(
+        2,
+        "feedback tables",
+        (
+            f"""CREATE TABLE IF NOT EXISTS BooleanMetricFeedback (
+            id UUID, target_id UUID, metric_name LowCardinality(String), value Bool,
+            timestamp DateTime MATERIALIZED UUIDv7ToDateTime(id), tags Map(String, String) DEFAULT map(),
+            snapshot_hash Nullable(UInt256), INDEX id_index id TYPE bloom_filter GRANULARITY 1
+        ) ENGINE = MergeTree ORDER BY (metric_name, target_id) {DEDUP}""",
+            f"""CREATE TABLE IF NOT EXISTS FloatMetricFeedback (
+            id UUID, target_id UUID, metric_name LowCardinality(String), value Float32,
+            timestamp DateTime MATERIALIZED UUIDv7ToDateTime(id), tags Map(String, String) DEFAULT map(),
+            snapshot_hash Nullable(UInt256), INDEX id_index id TYPE bloom_filter GRANULARITY 1
+        ) ENGINE = MergeTree ORDER BY (metric_name, target_id) {DEDUP}""",
+            f"""CREATE TABLE IF NOT EXISTS CommentFeedback (
+            id UUID, target_id UUID, target_type Enum8('inference' = 1, 'episode' = 2), value String,
+            timestamp DateTime MATERIALIZED UUIDv7ToDateTime(id), tags Map(String, String) DEFAULT map(),
+            snapshot_hash Nullable(UInt256)
+        ) ENGINE = MergeTree ORDER BY target_id {DEDUP}""",
+            f"""CREATE TABLE IF NOT EXISTS DemonstrationFeedback (
+            id UUID, inference_id UUID, value String,
+            timestamp DateTime MATERIALIZED UUIDv7ToDateTime(id), tags Map(String, String) DEFAULT map(),
+            snapshot_hash Nullable(UInt256)
+        ) ENGINE = MergeTree ORDER BY inference_id {DEDUP}""",
+        ),
+    ),
+    Migration(
+        3,
+        "lookup tables by id, episode and tag",
+        (
+            f"""CREATE TABLE IF NOT EXISTS InferenceById (
+            id_uint UInt128, function_name LowCardinality(String), variant_name LowCardinality(String),
+            episode_id UUID, function_type Enum8('chat' = 1, 'json' = 2), snapshot_hash Nullable(UInt256)
+        ) ENGINE = MergeTree ORDER BY id_uint {DEDUP}""",
+            f"""CREATE TABLE IF NOT EXISTS InferenceByEpisodeId (
+            episode_id_uint UInt128, id_uint UInt128, function_name LowCardinality(String),
+            variant_name LowCardinality(String), function_type Enum8('chat' = 1, 'json' = 2),
+            snapshot_hash Nullable(UInt256)
+        ) ENGINE = MergeTree ORDER BY (episode_id_uint, id_uint) {DEDUP}""",
+            f"""CREATE TABLE IF NOT EXISTS InferenceTag (
+            function_name LowCardinality(String), key String, value String, inference_id UUID,
+            snapshot_hash Nullable(UInt256)
+        ) ENGINE = MergeTree ORDER BY (function_name, key, value) {DEDUP}""",
+            f"""CREATE TABLE IF NOT EXISTS FeedbackTag (
+            metric_name LowCardinality(String), key String, value String, feedback_id UUID,
+            snapshot_hash Nullable(UInt256)
+        ) ENGINE = MergeTree ORDER BY (metric_name, key, value) {DEDUP}""",
+            *[
+                f"""CREATE MATERIALIZED VIEW IF NOT EXISTS {kind}InferenceByIdView TO InferenceById AS
+                SELECT toUInt128(id) AS id_uint, function_name, variant_name, episode_id,
+                       '{kind.lower()}' AS function_type, snapshot_hash FROM {kind}Inference"""
+                for kind in ("Chat", "Json")
+            ],
+            *[
+                f"""CREATE MATERIALIZED VIEW IF NOT EXISTS {kind}InferenceByEpisodeIdView TO InferenceByEpisodeId AS
+                SELECT toUInt128(episode_id) AS episode_id_uint, toUInt128(id) AS id_uint, function_name,
+                       variant_name, '{kind.lower()}' AS function_type, snapshot_hash FROM {kind}Inference"""
+                for kind in ("Chat", "Json")
+            ],
+            *[
+                f"""CREATE MATERIALIZED VIEW IF NOT EXISTS {kind}InferenceTagView TO InferenceTag AS
+                SELECT function_name, key, tags[key] AS value, id AS inference_id, snapshot_hash
+                FROM {kind}Inference ARRAY JOIN mapKeys(tags) AS key"""
+                for kind in ("Chat", "Json")
+            ],
+            *[
+                f"""CREATE MATERIALIZED VIEW IF NOT EXISTS {kind}FeedbackTagView TO FeedbackTag AS
+                SELECT {metric} AS metric_name, key, tags[key] AS value, id AS feedback_id, snapshot_hash
+                FROM {kind}Feedback ARRAY JOIN mapKeys(tags) AS key"""
+                for kind, metric in (
+                    ("BooleanMetric", "metric_name"),
+                    ("FloatMetric", "metric_name"),
+                    ("Comment", "'comment'"),
+                    ("Demonstration", "'demonstration'"),
+                )
+            ],
+        ),
+    ),
+    Migration(
+        4,
+        "feedback lookups by target",
+        (
+            *[
+                f"""CREATE TABLE IF NOT EXISTS {kind}MetricFeedbackByTargetId (
+                id UUID, target_id UUID, metric_name LowCardinality(String), value {value},
+                tags Map(String, String) DEFAULT map(), snapshot_hash Nullable(UInt256)
+            ) ENGINE = MergeTree ORDER BY target_id {DEDUP}"""
+                for kind, value in (("Boolean", "Bool"), ("Float", "Float32"))
+            ],
+            *[
+                f"""CREATE MATERIALIZED VIEW IF NOT EXISTS {kind}MetricFeedbackByTargetIdView
+                TO {kind}MetricFeedbackByTargetId AS
+                SELECT id, target_id, metric_name, value, tags, snapshot_hash FROM {kind}MetricFeedback"""
+                for kind in ("Boolean", "Float")
+            ],
+            f"""CREATE TABLE IF NOT EXISTS CommentFeedbackByTargetId (
+            id UUID, target_id UUID, target_type Enum8('inference' = 1, 'episode' = 2), value String,
+            tags Map(String, String) DEFAULT map(), snapshot_hash Nullable(UInt256)
+        ) ENGINE = MergeTree ORDER BY target_id {DEDUP}""",
+            """CREATE MATERIALIZED VIEW IF NOT EXISTS CommentFeedbackByTargetIdView TO CommentFeedbackByTargetId AS
+            SELECT id, target_id, target_type, value, tags, snapshot_hash FROM CommentFeedback""",
+            f"""CREATE TABLE IF NOT EXISTS DemonstrationFeedbackByInferenceId (
+            id UUID, inference_id UUID, value String, tags Map(String, String) DEFAULT map(),
+            snapshot_hash Nullable(UInt256)
+        ) ENGINE = MergeTree ORDER BY inference_id {DEDUP}""",
+            """CREATE MATERIALIZED VIEW IF NOT EXISTS DemonstrationFeedbackByInferenceIdView
+            TO DemonstrationFeedbackByInferenceId AS
+            SELECT id, inference_id, value, tags, snapshot_hash FROM DemonstrationFeedback""",
+        ),
+    ),
+)
+
+BOOKKEEPING = """CREATE TABLE IF NOT EXISTS TensorZeroMigration (
+    migration_id UInt32, migration_name String, gateway_version String, gateway_git_sha String,
+    applied_at DateTime64(6, 'UTC') DEFAULT now64(6, 'UTC'), execution_time_ms UInt64,
+    extra_data Nullable(String)
+) ENGINE = MergeTree PRIMARY KEY migration_id"""
+
+
+def run_migrations(command, query) -> list[int]:
+    """Apply what is missing, in order; return the ids applied now. `command` and `query` are
+    the store's synchronous statement and row functions."""
+    command(BOOKKEEPING)
+    done = {row["migration_id"] for row in query("SELECT migration_id FROM TensorZeroMigration")}
+    applied = []
+    for migration in MIGRATIONS:
+        if migration.id in done:
+            continue
+        started = time.monotonic()
+        for statement in migration.statements:
+            command(statement)
+        elapsed = int((time.monotonic() - started) * 1000)
+        command(
+            "INSERT INTO TensorZeroMigration (migration_id, migration_name, gateway_version, gateway_git_sha, "
+            f"execution_time_ms) VALUES ({migration.id}, '{migration.name}', '{__version__}', '', {elapsed})"
+        )
+        logger.info("applied migration %s (%s) in %d ms", migration.id, migration.name, elapsed)
+        applied.append(migration.id)
+    return applied

@@ -1,0 +1,114 @@
+"""Stored rows, one pydantic model per table (spec §4.2, §4.3). JSON payload columns hold JSON
+strings, as TensorZero stores them."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from tensorzero_ray.types import FinishReason
+
+
+class Row(BaseModel):
+    table: str = Field(default="", exclude=True)
+
+    def record(self) -> dict:
+        return self.model_dump(mode="json")
+
+
+class ChatInferenceRow(Row):
+    table: str = Field(default="ChatInference", exclude=True)
+    id: uuid.UUID
+    function_name: str
+    variant_name: str
+    episode_id: uuid.UUID
+    input: str
+    output: str
+    inference_params: str
+    processing_time_ms: int | None = None
+    tags: dict[str, str] = Field(default_factory=dict)
+    extra_body: str | None = None
+    ttft_ms: int | None = None
+    dynamic_tools: list[str] = Field(default_factory=list)
+    dynamic_provider_tools: list[str] = Field(default_factory=list)
+    allowed_tools: str | None = None
+    tool_choice: str | None = None
+    parallel_tool_calls: bool | None = None
+
+
+class JsonInferenceRow(Row):
+    table: str = Field(default="JsonInference", exclude=True)
+    id: uuid.UUID
+    function_name: str
+    variant_name: str
+    episode_id: uuid.UUID
+    input: str
+    output: str
+    output_schema: str
+    inference_params: str
+    processing_time_ms: int | None = None
+    tags: dict[str, str] = Field(default_factory=dict)
+    extra_body: str | None = None
+    auxiliary_content: str = ""
+    ttft_ms: int | None = None
+
+
+class ModelInferenceRow(Row):
+    table: str = Field(default="ModelInference", exclude=True)
+    id: uuid.UUID
+    inference_id: uuid.UUID
+    raw_request: str
+    raw_response: str
+    model_name: str
+    model_provider_name: str
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    response_time_ms: int | None = None
+    ttft_ms: int | None = None
+    system: str | None = None
+    input_messages: str
+    output: str
+    cached: bool = False
+    finish_reason: FinishReason | None = None
+    cost: float | None = None
+    provider_cache_read_input_tokens: int | None = None
+    provider_cache_write_input_tokens: int | None = None
+    function_name: str = ""
+    variant_name: str = ""
+
+
+class BooleanMetricFeedbackRow(Row):
+    table: str = Field(default="BooleanMetricFeedback", exclude=True)
+    id: uuid.UUID
+    target_id: uuid.UUID
+    metric_name: str
+    value: bool
+    tags: dict[str, str] = Field(default_factory=dict)
+
+
+class FloatMetricFeedbackRow(Row):
+    table: str = Field(default="FloatMetricFeedback", exclude=True)
+    id: uuid.UUID
+    target_id: uuid.UUID
+    metric_name: str
+    value: float
+    tags: dict[str, str] = Field(default_factory=dict)
+
+
+class CommentFeedbackRow(Row):
+    table: str = Field(default="CommentFeedback", exclude=True)
+    id: uuid.UUID
+    target_id: uuid.UUID
+    target_type: Literal["inference", "episode"]
+    value: str
+    tags: dict[str, str] = Field(default_factory=dict)
+
+
+class DemonstrationFeedbackRow(Row):
+    table: str = Field(default="DemonstrationFeedback", exclude=True)
+    id: uuid.UUID
+    inference_id: uuid.UUID
+    value: str
+    tags: dict[str, str] = Field(default_factory=dict)
