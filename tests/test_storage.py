@@ -13,7 +13,9 @@ from pathlib import Path
 import orjson
 import pytest
 
+from tensorzero_ray.ids import uuid7
 from tensorzero_ray.store import BatchWriter, ClickHouseStore, Spool
+from tensorzero_ray.store.rows import ChatInferenceRow
 from tensorzero_ray.store.migrations import MIGRATIONS
 from tensorzero_ray.store.dsn import redact, resolve_dsn
 
@@ -206,3 +208,17 @@ def test_tzray_migrate_creates_the_schema_once(tmp_path):
     assert f"applied {[m.id for m in MIGRATIONS]}" in first.stdout
     second = subprocess.run(run, env=env, capture_output=True, text=True, timeout=120)
     assert second.returncode == 0 and "up to date" in second.stdout
+
+
+async def test_close_flushes_what_is_buffered(writer, tmp_path):
+    """Graceful shutdown: rows still in the buffer are inserted before the writer stops."""
+    tag = uuid.uuid4().hex
+    slow = BatchWriter(writer.store, Spool(tmp_path / "spool.jsonl"), flush_interval_s=3600)
+    slow.start()
+    rows = [ChatInferenceRow(id=uuid7(), function_name="f", variant_name="v", episode_id=uuid7(), input="{}",
+                             output="[]", inference_params="{}", tags={"close": tag}).record() for _ in range(5)]
+    slow.submit("ChatInference", rows)
+    await slow.close()
+    found = await writer.store.query("SELECT count() AS n FROM ChatInference WHERE tags['close'] = {t:String}",
+                                     {"t": tag})
+    assert found == [{"n": 5}]
