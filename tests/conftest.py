@@ -79,6 +79,14 @@ type = "chat"
 type = "chat_completion"
 model = "gpt_break"
 
+[embedding_models.embedder]
+routing = ["openai"]
+[embedding_models.embedder.providers.openai]
+type = "openai"
+model_name = "text-embedding-3-small"
+api_base = "{openai}/v1/"
+api_key_location = "path::{openai_key}"
+
 [functions.anthropic_chat]
 type = "chat"
 [functions.anthropic_chat.variants.claude]

@@ -215,10 +215,22 @@ async def test_close_flushes_what_is_buffered(writer, tmp_path):
     tag = uuid.uuid4().hex
     slow = BatchWriter(writer.store, Spool(tmp_path / "spool.jsonl"), flush_interval_s=3600)
     slow.start()
-    rows = [ChatInferenceRow(id=uuid7(), function_name="f", variant_name="v", episode_id=uuid7(), input="{}",
-                             output="[]", inference_params="{}", tags={"close": tag}).record() for _ in range(5)]
+    rows = [
+        ChatInferenceRow(
+            id=uuid7(),
+            function_name="f",
+            variant_name="v",
+            episode_id=uuid7(),
+            input="{}",
+            output="[]",
+            inference_params="{}",
+            tags={"close": tag},
+        ).record()
+        for _ in range(5)
+    ]
     slow.submit("ChatInference", rows)
     await slow.close()
-    found = await writer.store.query("SELECT count() AS n FROM ChatInference WHERE tags['close'] = {t:String}",
-                                     {"t": tag})
+    found = await writer.store.query(
+        "SELECT count() AS n FROM ChatInference WHERE tags['close'] = {t:String}", {"t": tag}
+    )
     assert found == [{"n": 5}]

@@ -4,14 +4,14 @@ the file and the full key path of every problem."""
 from __future__ import annotations
 
 import glob as globlib
-import tomllib
 from pathlib import Path
 from typing import Any
 
+import tomllib
 from pydantic import ValidationError
 
-from tensorzero_ray.config.files import is_path_key
 from tensorzero_ray import validation
+from tensorzero_ray.config.files import is_path_key
 from tensorzero_ray.config.root import Config
 
 _GLOB_CHARS = set("*?[")

@@ -12,7 +12,7 @@ import httpx
 import orjson
 
 from tensorzero_ray.config.credentials import CredentialLocation, resolve_credential
-from tensorzero_ray.errors import ProviderError
+from tensorzero_ray.errors import NotImplementedYet, ProviderError
 from tensorzero_ray.types import ExtraBodyEntry, ExtraHeaderEntry
 from tensorzero_ray.types.model import ModelInferenceRequest, ProviderChunk, ProviderResponse
 
@@ -58,6 +58,12 @@ class Provider(abc.ABC):
     @abc.abstractmethod
     def stream(self, request: ModelInferenceRequest, ctx: CallContext) -> AsyncIterator[ProviderChunk]:
         """An async iterator of chunks; errors before the first chunk are raised from it."""
+
+    async def embed(
+        self, inputs: list[Any], dimensions: int | None, ctx: CallContext
+    ) -> tuple[list, int | None, str, Any]:
+        """(vectors, input tokens, raw response, parsed raw response) for embedding models."""
+        raise NotImplementedYet(f"Provider type `{self.provider_type}` does not serve embeddings")
 
     def api_key(self, default: CredentialLocation, ctx: CallContext) -> str | None:
         location = self.config.api_key_location or default

@@ -151,6 +151,17 @@ class DummyProvider(Provider):
             raw_response=_RAW_RESPONSE,
         )
 
+    async def embed(
+        self, inputs: list[Any], dimensions: int | None, ctx: CallContext
+    ) -> tuple[list, int | None, str, Any]:
+        name = self.config.model_name
+        self.api_key("none", ctx)
+        if name.startswith("error"):
+            raise self._fail(f"Error sending request to Dummy provider for model '{name}'.")
+        await asyncio.sleep(30 if "slow" in name else 0.001)
+        raw = {"usage": {"prompt_tokens": 10, "total_tokens": 10}}
+        return [[0.0] * (dimensions or 1536) for _ in inputs], 10, orjson.dumps(raw).decode(), raw
+
     def _content(self, name: str, request: ModelInferenceRequest, ctx: CallContext) -> list:
         if name in _TOOL_OUTPUTS:
             tool_name, arguments = _TOOL_OUTPUTS[name]

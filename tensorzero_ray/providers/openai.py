@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from tensorzero_ray.providers.base import CallContext, Provider
+from tensorzero_ray.providers.base import CallContext, Provider, apply_pointer
 from tensorzero_ray.types import (
     File,
     FinishReason,
@@ -194,6 +194,25 @@ class OpenAIProvider(Provider):
             }
         if settings.parallel_tool_calls is not None:
             body["parallel_tool_calls"] = settings.parallel_tool_calls
+
+    async def embed(
+        self, inputs: list[Any], dimensions: int | None, ctx: CallContext
+    ) -> tuple[list, int | None, str, Any]:
+        body: dict[str, Any] = {"model": self.config.model_name, "input": inputs, "encoding_format": "float"}
+        if dimensions is not None:
+            body["dimensions"] = dimensions
+        for entry in self.config.extra_body:
+            apply_pointer(body, entry.pointer, entry.value, delete=bool(entry.delete))
+        base = self.config.api_base or self.default_api_base
+        headers = self.headers(ctx)
+        _, raw_response, data = await self.post_json(base.rstrip("/") + "/embeddings", body, headers)
+        try:
+            vectors = [item["embedding"] for item in sorted(data["data"], key=lambda item: item["index"])]
+        except (KeyError, TypeError):
+            raise self.error(
+                "Error from openai server: embeddings response has no `data`", raw_response=raw_response
+            ) from None
+        return vectors, (data.get("usage") or {}).get("prompt_tokens"), raw_response, data
 
     async def infer(self, request: ModelInferenceRequest, ctx: CallContext) -> ProviderResponse:
         body = self.build_body(request, ctx)

@@ -36,6 +36,8 @@ from tensorzero_ray.inference.model import ModelRegistry, ModelStream, RequestEx
 from tensorzero_ray.inference.output import ChunkAggregator, json_output
 from tensorzero_ray.inference.schemas import SchemaValidator
 from tensorzero_ray.inference.tools import ToolCallValidator, ToolCatalog
+from tensorzero_ray.serve.observability import ObservabilityClient
+from tensorzero_ray.store.inference_rows import inference_rows
 from tensorzero_ray.types import (
     ChatChunk,
     ChatInferenceResponse,
@@ -51,8 +53,6 @@ from tensorzero_ray.types import (
     ToolCallOutput,
     Usage,
 )
-from tensorzero_ray.serve.observability import ObservabilityClient
-from tensorzero_ray.store.inference_rows import inference_rows
 from tensorzero_ray.types.model import ModelInferenceResult
 from tensorzero_ray.variants.base import InferenceCall, NotServedVariant, Variant
 from tensorzero_ray.variants.chat_completion import ChatCompletionVariant

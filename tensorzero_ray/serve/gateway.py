@@ -5,107 +5,34 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import logging
 from collections.abc import AsyncIterator
-from typing import Any, TypeVar
 
 import orjson
 from fastapi import FastAPI, Request
-from fastapi.responses import Response, StreamingResponse
-from pydantic import ValidationError
+from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from tensorzero_ray import __version__, validation
+from tensorzero_ray import __version__
 from tensorzero_ray.config import Config
-from tensorzero_ray.errors import (
-    InvalidRequest,
-    PayloadTooLarge,
-    RouteNotFound,
-    TensorZeroError,
-    UnknownFunction,
-    unwrap,
-)
+from tensorzero_ray.errors import RouteNotFound, TensorZeroError, UnknownFunction
 from tensorzero_ray.feedback import FeedbackService
-from tensorzero_ray.ids import validate_episode_id
+from tensorzero_ray.serve.http_io import (
+    error_response,
+    json_response,
+    parse_body,
+    parse_inference_request,
+    read_json,
+    sse_response,
+    stream_error_message,
+)
 from tensorzero_ray.serve.observability import ObservabilityClient
-from tensorzero_ray.serve.function_router import DEFAULT_FUNCTION
+from tensorzero_ray.serve.openai_routes import add_openai_routes
 from tensorzero_ray.serve.routers import Routers
-from tensorzero_ray.types import InferenceRequest
 from tensorzero_ray.types.feedback import FeedbackRequest
-
-T = TypeVar("T")
-
-logger = logging.getLogger(__name__)
-
-MAX_BODY_BYTES = 100 * 1024 * 1024
-VERSION_HEADER = "x-tensorzero-gateway-version"
 
 
 def config_hash(config: Config) -> str:
     return hashlib.sha256(orjson.dumps(config.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)).hexdigest()
-
-
-def json_response(body: Any, status: int = 200) -> Response:
-    return Response(
-        orjson.dumps(body), status_code=status, media_type="application/json", headers={VERSION_HEADER: __version__}
-    )
-
-
-def error_response(exc: BaseException) -> Response:
-    exc = unwrap(exc)
-    if isinstance(exc, TensorZeroError):
-        return json_response(exc.body(), exc.status_code)
-    logger.exception("unexpected error", exc_info=exc)
-    return json_response({"error": f"Internal error: {type(exc).__name__}"}, 500)
-
-
-def describe_validation_error(exc: ValidationError, data: Any) -> str:
-    parts = []
-    for path, message in validation.problems(exc, data):
-        parts.append(f"`{'.'.join(path)}`: {message}" if path else message)
-    return "; ".join(dict.fromkeys(parts))
-
-
-async def read_json(request: Request) -> Any:
-    length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
-        raise PayloadTooLarge(f"Request body is larger than {MAX_BODY_BYTES} bytes")
-    body = bytearray()
-    async for piece in request.stream():
-        body += piece
-        if len(body) > MAX_BODY_BYTES:
-            raise PayloadTooLarge(f"Request body is larger than {MAX_BODY_BYTES} bytes")
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidRequest(f"Failed to parse the request body as JSON: {exc}") from None
-
-
-def parse_body(model: type[T], data: Any) -> T:
-    if not isinstance(data, dict):
-        raise InvalidRequest("The request body must be a JSON object")
-    try:
-        return model.model_validate(data, strict=True)
-    except ValidationError as exc:
-        raise InvalidRequest(f"Invalid request: {describe_validation_error(exc, data)}") from None
-
-
-def parse_inference_request(data: Any) -> tuple[str, InferenceRequest]:
-    """The validated request and the function that serves it."""
-    request = parse_body(InferenceRequest, data)
-    if (request.function_name is None) == (request.model_name is None):
-        raise InvalidRequest("Invalid inference target: exactly one of `function_name` or `model_name` is required")
-    if request.model_name is not None and request.variant_name is not None:
-        raise InvalidRequest("Invalid inference target: `variant_name` cannot be set together with `model_name`")
-    if request.function_name is not None and request.function_name.startswith("tensorzero::"):
-        raise InvalidRequest(f"Invalid inference target: `{request.function_name}` is reserved")
-    validation.check_tags(request.tags, request.internal)
-    if request.episode_id is not None:
-        request.episode_id = str(validate_episode_id(request.episode_id))
-    if request.model_name is not None:
-        request.variant_name = request.model_name
-        return DEFAULT_FUNCTION, request
-    return request.function_name, request
 
 
 def create_app(config: Config, routers: Routers, observability: ObservabilityClient | None = None) -> FastAPI:
@@ -164,12 +91,9 @@ def create_app(config: Config, routers: Routers, observability: ObservabilityCli
             first = await events.__anext__()
         except Exception as exc:  # noqa: BLE001
             return error_response(exc)
-        return StreamingResponse(
-            _prepend(first, events),
-            media_type="text/event-stream",
-            headers={VERSION_HEADER: __version__, "cache-control": "no-cache"},
-        )
+        return sse_response(_prepend(first, events))
 
+    add_openai_routes(app, config, routers)
     return app
 
 
@@ -179,7 +103,5 @@ async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[by
         async for event in rest:
             yield event
     except Exception as exc:  # noqa: BLE001 - a broken stream still ends with an error event
-        error = unwrap(exc)
-        message = error.message if isinstance(error, TensorZeroError) else f"Internal error: {type(error).__name__}"
-        yield b"data: " + orjson.dumps({"error": message}) + b"\n\n"
+        yield b"data: " + orjson.dumps({"error": stream_error_message(exc)}) + b"\n\n"
         yield b"data: [DONE]\n\n"

@@ -25,11 +25,31 @@ class OpenAIMock:
             routes=[
                 Route("/v1/chat/completions", self.chat, methods=["POST"]),
                 Route("/openai/deployments/{deployment}/chat/completions", self.chat, methods=["POST"]),
+                Route("/v1/embeddings", self.embeddings, methods=["POST"]),
             ]
         )
 
     def last(self) -> dict[str, Any]:
         return self.requests[-1]
+
+    async def embeddings(self, request: Request) -> Response:
+        body = await request.json()
+        self.requests.append({"path": request.url.path, "headers": dict(request.headers), "body": body})
+        if request.headers.get("authorization") != f"Bearer {self.api_key}":
+            return JSONResponse({"error": {"message": "Incorrect API key provided"}}, status_code=401)
+        inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        size = body.get("dimensions", 3)
+        data = [
+            {"object": "embedding", "index": i, "embedding": [float(len(text))] * size} for i, text in enumerate(inputs)
+        ]
+        return JSONResponse(
+            {
+                "object": "list",
+                "data": list(reversed(data)),
+                "model": body["model"],
+                "usage": {"prompt_tokens": 5 * len(inputs), "total_tokens": 5 * len(inputs)},
+            }
+        )
 
     async def chat(self, request: Request) -> Response:
         body = await request.json()

@@ -1,0 +1,1 @@
+"""Other APIs our gateway speaks, translated onto the native one."""

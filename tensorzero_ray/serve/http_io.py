@@ -1,0 +1,103 @@
+"""Reading requests and writing responses, shared by the native and OpenAI-compatible routes."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, TypeVar
+
+import orjson
+from fastapi import Request
+from fastapi.responses import Response, StreamingResponse
+from pydantic import ValidationError
+
+from tensorzero_ray import __version__, validation
+from tensorzero_ray.errors import InvalidRequest, PayloadTooLarge, TensorZeroError, unwrap
+from tensorzero_ray.ids import validate_episode_id
+from tensorzero_ray.serve.function_router import DEFAULT_FUNCTION
+from tensorzero_ray.types import InferenceRequest
+
+T = TypeVar("T")
+
+logger = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 100 * 1024 * 1024
+VERSION_HEADER = "x-tensorzero-gateway-version"
+
+
+def json_response(body: Any, status: int = 200) -> Response:
+    return Response(
+        orjson.dumps(body), status_code=status, media_type="application/json", headers={VERSION_HEADER: __version__}
+    )
+
+
+def error_response(exc: BaseException) -> Response:
+    return json_error(exc, lambda message: {"error": message})
+
+
+def describe_validation_error(exc: ValidationError, data: Any) -> str:
+    parts = []
+    for path, message in validation.problems(exc, data):
+        parts.append(f"`{'.'.join(path)}`: {message}" if path else message)
+    return "; ".join(dict.fromkeys(parts))
+
+
+async def read_json(request: Request) -> Any:
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
+        raise PayloadTooLarge(f"Request body is larger than {MAX_BODY_BYTES} bytes")
+    body = bytearray()
+    async for piece in request.stream():
+        body += piece
+        if len(body) > MAX_BODY_BYTES:
+            raise PayloadTooLarge(f"Request body is larger than {MAX_BODY_BYTES} bytes")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(f"Failed to parse the request body as JSON: {exc}") from None
+
+
+def parse_body(model: type[T], data: Any) -> T:
+    if not isinstance(data, dict):
+        raise InvalidRequest("The request body must be a JSON object")
+    try:
+        return model.model_validate(data, strict=True)
+    except ValidationError as exc:
+        raise InvalidRequest(f"Invalid request: {describe_validation_error(exc, data)}") from None
+
+
+def parse_inference_request(data: Any) -> tuple[str, InferenceRequest]:
+    """The validated request and the function that serves it."""
+    request = parse_body(InferenceRequest, data)
+    if (request.function_name is None) == (request.model_name is None):
+        raise InvalidRequest("Invalid inference target: exactly one of `function_name` or `model_name` is required")
+    if request.model_name is not None and request.variant_name is not None:
+        raise InvalidRequest("Invalid inference target: `variant_name` cannot be set together with `model_name`")
+    if request.function_name is not None and request.function_name.startswith("tensorzero::"):
+        raise InvalidRequest(f"Invalid inference target: `{request.function_name}` is reserved")
+    validation.check_tags(request.tags, request.internal)
+    if request.episode_id is not None:
+        request.episode_id = str(validate_episode_id(request.episode_id))
+    if request.model_name is not None:
+        request.variant_name = request.model_name
+        return DEFAULT_FUNCTION, request
+    return request.function_name, request
+
+
+def json_error(exc: BaseException, shape) -> Response:
+    """`shape(message)` is the error body: native or OpenAI-style."""
+    exc = unwrap(exc)
+    if isinstance(exc, TensorZeroError):
+        return json_response(shape(exc.message), exc.status_code)
+    logger.exception("unexpected error", exc_info=exc)
+    return json_response(shape(f"Internal error: {type(exc).__name__}"), 500)
+
+
+def stream_error_message(exc: BaseException) -> str:
+    error = unwrap(exc)
+    return error.message if isinstance(error, TensorZeroError) else f"Internal error: {type(error).__name__}"
+
+
+def sse_response(events) -> StreamingResponse:
+    return StreamingResponse(
+        events, media_type="text/event-stream", headers={VERSION_HEADER: __version__, "cache-control": "no-cache"}
+    )

@@ -1,0 +1,121 @@
+"""`/openai/v1/*`: OpenAI's chat completions and embeddings, served by the same routers, with
+OpenAI's error shape `{"error": {"message": ...}}` (spec §1.4, §1.5)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+
+from tensorzero_ray.compat.openai_request import parse_openai_request, target, to_native, unknown_fields
+from tensorzero_ray.compat.openai_response import ChunkTranslator, completion
+from tensorzero_ray.config import Config
+from tensorzero_ray.config.functions import JsonFunctionConfig
+from tensorzero_ray.errors import InvalidRequest, UnknownFunction, UnknownModel
+from tensorzero_ray.inference.embeddings import EmbeddingRegistry
+from tensorzero_ray.serve.http_io import (
+    json_error,
+    json_response,
+    parse_inference_request,
+    read_json,
+    sse_response,
+    stream_error_message,
+)
+from tensorzero_ray.serve.routers import Routers
+
+logger = logging.getLogger(__name__)
+
+EMBEDDING_PREFIX = "tensorzero::embedding_model_name::"
+
+
+def openai_error(exc: BaseException) -> Response:
+    return json_error(exc, lambda message: {"error": {"message": message}})
+
+
+def add_openai_routes(app: FastAPI, config: Config, routers: Routers) -> None:
+    embeddings = EmbeddingRegistry(
+        config.embedding_models, outbound_timeout_s=config.gateway.global_outbound_http_timeout_ms / 1000
+    )
+
+    @app.post("/openai/v1/chat/completions")
+    async def chat_completions(http_request: Request) -> Response:
+        try:
+            request = parse_openai_request(await read_json(http_request))
+            ignored = unknown_fields(request)
+            if ignored:
+                logger.warning("ignoring unknown fields in OpenAI-compatible request: %s", ignored)
+            function, model = target(request.model)
+            is_json = function is not None and isinstance(config.functions.get(function), JsonFunctionConfig)
+            function_name, native = parse_inference_request(to_native(request, json_function=is_json))
+            if not routers.knows(function_name):
+                raise UnknownFunction(function_name)
+        except Exception as exc:  # noqa: BLE001 - every failure gets OpenAI's error shape
+            return openai_error(exc)
+        if not native.stream:
+            try:
+                response = await asyncio.shield(routers.infer(function_name, native))
+            except Exception as exc:  # noqa: BLE001
+                return openai_error(exc)
+            return json_response(completion(response.model_dump(mode="json"), function, model))
+        events = routers.stream(function_name, native).__aiter__()
+        try:
+            first = await events.__anext__()
+        except Exception as exc:  # noqa: BLE001
+            return openai_error(exc)
+        include_usage = bool(request.stream_options and request.stream_options.include_usage)
+        translator = ChunkTranslator(function, model, include_usage)
+        return sse_response(_translate(first, events, translator))
+
+    @app.post("/openai/v1/embeddings")
+    async def create_embeddings(http_request: Request) -> Response:
+        try:
+            data = await read_json(http_request)
+            if not isinstance(data, dict) or "input" not in data or not isinstance(data.get("model"), str):
+                raise InvalidRequest("Invalid request to OpenAI-compatible endpoint: `model` and `input` are required")
+            name = data["model"].removeprefix(EMBEDDING_PREFIX)
+            model = embeddings.get(name)
+            if model is None:
+                raise UnknownModel(name)
+            inputs = data["input"] if isinstance(data["input"], list) else [data["input"]]
+            if not inputs:
+                raise InvalidRequest("Invalid request to OpenAI-compatible endpoint: `input` is empty")
+            if data.get("encoding_format", "float") != "float":
+                raise InvalidRequest(
+                    "Invalid request to OpenAI-compatible endpoint: only `float` encoding is supported"
+                )
+            result = await model.embed(inputs, data.get("dimensions"), data.get("tensorzero::credentials") or {})
+        except Exception as exc:  # noqa: BLE001
+            return openai_error(exc)
+        tokens = result.input_tokens or 0
+        return json_response(
+            {
+                "object": "list",
+                "data": [{"object": "embedding", "embedding": v, "index": i} for i, v in enumerate(result.embeddings)],
+                "model": f"{EMBEDDING_PREFIX}{name}",
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens, "tensorzero_cost": result.cost},
+            }
+        )
+
+
+async def _translate(first: bytes, rest: AsyncIterator[bytes], translator: ChunkTranslator) -> AsyncIterator[bytes]:
+    async def native_events():
+        yield first
+        async for event in rest:
+            yield event
+
+    try:
+        async for event in native_events():
+            payload = event.removeprefix(b"data: ").strip()
+            if payload == b"[DONE]":
+                yield event
+                continue
+            chunk = translator.translate(orjson.loads(payload))
+            if chunk is not None:
+                yield b"data: " + orjson.dumps(chunk) + b"\n\n"
+    except Exception as exc:  # noqa: BLE001 - a broken stream still ends with an error event
+        yield b"data: " + orjson.dumps({"error": {"message": stream_error_message(exc)}}) + b"\n\n"
+        yield b"data: [DONE]\n\n"
