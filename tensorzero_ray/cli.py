@@ -9,7 +9,6 @@ import sys
 import time
 from pathlib import Path
 
-APP_NAME = "tensorzero"
 STATE_FILE = Path(".tensorzero") / "tzray-up.json"
 
 
@@ -115,7 +114,7 @@ def up_command(args) -> int:
     from ray import serve
 
     from tensorzero_ray.config import ConfigError, load_config
-    from tensorzero_ray.serve.app import build_application
+    from tensorzero_ray.serve.app import APP_NAME, build_application
 
     try:
         config = load_config(args.config)
@@ -148,6 +147,8 @@ def up_command(args) -> int:
 def down_command(args) -> int:
     import ray
     from ray import serve
+
+    from tensorzero_ray.serve.app import APP_NAME
 
     state = _read_state()
     try:

@@ -4,17 +4,22 @@ ObservabilityWriter. `build_app` is what `serve run` / `serve deploy` import (se
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
 from typing import Any
 
 from ray import serve
 from ray.serve import Application
 
 from tensorzero_ray.config import Config, load_config
+from tensorzero_ray.errors import InvalidRequest, UnknownFunction
 from tensorzero_ray.serve.function_router import DEFAULT_FUNCTION, FunctionRouter
 from tensorzero_ray.serve.gateway import create_app
+from tensorzero_ray.serve.http_io import parse_body, parse_inference_request
 from tensorzero_ray.serve.observability import ObservabilityClient, ObservabilityWriterDeployment, StorageSettings
 from tensorzero_ray.serve.routers import DeploymentRouters, LocalRouters
+from tensorzero_ray.types.feedback import FeedbackRequest
 
+APP_NAME = "tensorzero"
 ROUTER_AUTOSCALING = {"min_replicas": 1, "max_replicas": 4, "target_ongoing_requests": 64}
 # The gateway and routers wait on the network, not the CPU: a fraction of a core each lets a
 # small machine hold every function's router. Override per deployment in the Serve YAML.
@@ -45,6 +50,29 @@ class Gateway:
 
     def __serve_build_asgi_app__(self):
         return self._app
+
+    # Handle methods for the in-cluster clients: the same checks as HTTP, without HTTP.
+
+    async def inference(self, payload: dict) -> dict:
+        function_name, request = self._target(payload)
+        if request.stream:
+            raise InvalidRequest("Use `inference_stream` for streaming requests")
+        return (await self._routers.infer(function_name, request)).model_dump(mode="json")
+
+    async def inference_stream(self, payload: dict) -> AsyncIterator[bytes]:
+        function_name, request = self._target(payload)
+        async for event in self._routers.stream(function_name, request):
+            yield event
+
+    async def feedback(self, payload: dict) -> dict:
+        feedback_id = await self._app.state.feedback.submit(parse_body(FeedbackRequest, payload))
+        return {"feedback_id": str(feedback_id)}
+
+    def _target(self, payload: dict):
+        function_name, request = parse_inference_request(payload)
+        if not self._routers.knows(function_name):
+            raise UnknownFunction(function_name)
+        return function_name, request
 
 
 class FunctionRouterReplica(FunctionRouter):

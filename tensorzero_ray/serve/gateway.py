@@ -39,6 +39,8 @@ def create_app(config: Config, routers: Routers, observability: ObservabilityCli
     app = FastAPI(title="tensorzero-ray gateway", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
     hashed = config_hash(config)
     feedback = FeedbackService(config, observability)
+    app.state.routers = routers
+    app.state.feedback = feedback
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:

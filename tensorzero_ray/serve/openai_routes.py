@@ -4,7 +4,9 @@ OpenAI's error shape `{"error": {"message": ...}}` (spec §1.4, §1.5)."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
+import struct
 from collections.abc import AsyncIterator
 
 import orjson
@@ -83,9 +85,10 @@ def add_openai_routes(app: FastAPI, config: Config, routers: Routers) -> None:
             inputs = data["input"] if isinstance(data["input"], list) else [data["input"]]
             if not inputs:
                 raise InvalidRequest("Invalid request to OpenAI-compatible endpoint: `input` is empty")
-            if data.get("encoding_format", "float") != "float":
+            encoding = data.get("encoding_format") or "float"
+            if encoding not in ("float", "base64"):
                 raise InvalidRequest(
-                    "Invalid request to OpenAI-compatible endpoint: only `float` encoding is supported"
+                    f"Invalid request to OpenAI-compatible endpoint: unknown encoding_format `{encoding}`"
                 )
             result = await model.embed(inputs, data.get("dimensions"), data.get("tensorzero::credentials") or {})
         except Exception as exc:  # noqa: BLE001
@@ -94,11 +97,21 @@ def add_openai_routes(app: FastAPI, config: Config, routers: Routers) -> None:
         return json_response(
             {
                 "object": "list",
-                "data": [{"object": "embedding", "embedding": v, "index": i} for i, v in enumerate(result.embeddings)],
+                "data": [
+                    {"object": "embedding", "embedding": _encode(v, encoding), "index": i}
+                    for i, v in enumerate(result.embeddings)
+                ],
                 "model": f"{EMBEDDING_PREFIX}{name}",
                 "usage": {"prompt_tokens": tokens, "total_tokens": tokens, "tensorzero_cost": result.cost},
             }
         )
+
+
+def _encode(vector: list[float], encoding: str) -> list[float] | str:
+    """OpenAI's `base64` encoding: little-endian float32 bytes."""
+    if encoding == "float":
+        return vector
+    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
 
 
 async def _translate(first: bytes, rest: AsyncIterator[bytes], translator: ChunkTranslator) -> AsyncIterator[bytes]:

@@ -6,7 +6,7 @@ import uuid
 from enum import Enum
 from typing import Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from tensorzero_ray.types.content import (
     ContentChunk,
@@ -19,6 +19,17 @@ from tensorzero_ray.types.content import (
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class NullMeansDefault(Strict):
+    """Clients (TensorZero's own among them) send `null` for fields they leave unset."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_nulls(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            return {key: value for key, value in data.items() if value is not None}
+        return data
 
 
 class InputMessage(Strict):
@@ -118,7 +129,7 @@ class ExtraHeaderEntry(Strict):
     provider_name: str | None = None
 
 
-class InferenceRequest(Strict):
+class InferenceRequest(NullMeansDefault):
     """POST /inference. Unknown keys are rejected, as TensorZero does."""
 
     function_name: str | None = None

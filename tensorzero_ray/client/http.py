@@ -1,0 +1,97 @@
+"""HTTP clients for the gateway, sync and async, returning the same pydantic types the
+gateway serves."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+
+from tensorzero_ray.client.common import body, error_from, parse_chunk, parse_feedback, parse_response, sse_payload
+from tensorzero_ray.types import InferenceChunk
+from tensorzero_ray.types.feedback import FeedbackResponse
+
+
+class TensorZeroRayClient:
+    """`with TensorZeroRayClient("http://localhost:8000") as client: client.inference(...)`"""
+
+    def __init__(self, gateway_url: str, *, timeout: float | None = 300.0, api_key: str | None = None):
+        headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
+        self._http = httpx.Client(base_url=gateway_url.rstrip("/"), timeout=timeout, headers=headers)
+
+    def __enter__(self) -> "TensorZeroRayClient":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def inference(self, *, input: dict[str, Any], stream: bool | None = None, **fields: Any):
+        """A ChatInferenceResponse or JsonInferenceResponse; with `stream=True`, an iterator of
+        ChatChunk or JsonChunk. Fields are those of POST /inference."""
+        payload = body(input=input, stream=stream, **fields)
+        if stream:
+            return self._stream(payload)
+        response = self._http.post("/inference", json=payload)
+        if response.status_code != 200:
+            raise error_from(response.status_code, response.text)
+        return parse_response(response.json())
+
+    def _stream(self, payload: dict) -> Iterator[InferenceChunk]:
+        with self._http.stream("POST", "/inference", json=payload) as response:
+            if response.status_code != 200:
+                raise error_from(response.status_code, response.read().decode())
+            for line in response.iter_lines():
+                data = sse_payload(line)
+                if data is not None:
+                    yield parse_chunk(data)
+
+    def feedback(self, *, metric_name: str, value: Any, **fields: Any) -> FeedbackResponse:
+        response = self._http.post("/feedback", json=body(metric_name=metric_name, value=value, **fields))
+        if response.status_code != 200:
+            raise error_from(response.status_code, response.text)
+        return parse_feedback(response.json())
+
+
+class AsyncTensorZeroRayClient:
+    """`async with AsyncTensorZeroRayClient(url) as client: await client.inference(...)`"""
+
+    def __init__(self, gateway_url: str, *, timeout: float | None = 300.0, api_key: str | None = None):
+        headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
+        self._http = httpx.AsyncClient(base_url=gateway_url.rstrip("/"), timeout=timeout, headers=headers)
+
+    async def __aenter__(self) -> "AsyncTensorZeroRayClient":
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+    async def inference(self, *, input: dict[str, Any], stream: bool | None = None, **fields: Any):
+        payload = body(input=input, stream=stream, **fields)
+        if stream:
+            return self._stream(payload)
+        response = await self._http.post("/inference", json=payload)
+        if response.status_code != 200:
+            raise error_from(response.status_code, response.text)
+        return parse_response(response.json())
+
+    async def _stream(self, payload: dict) -> AsyncIterator[InferenceChunk]:
+        async with self._http.stream("POST", "/inference", json=payload) as response:
+            if response.status_code != 200:
+                raise error_from(response.status_code, (await response.aread()).decode())
+            async for line in response.aiter_lines():
+                data = sse_payload(line)
+                if data is not None:
+                    yield parse_chunk(data)
+
+    async def feedback(self, *, metric_name: str, value: Any, **fields: Any) -> FeedbackResponse:
+        response = await self._http.post("/feedback", json=body(metric_name=metric_name, value=value, **fields))
+        if response.status_code != 200:
+            raise error_from(response.status_code, response.text)
+        return parse_feedback(response.json())

@@ -1,0 +1,155 @@
+"""Clients nobody here wrote (the `openai` SDK, TensorZero's own `tensorzero` package) and our
+own (HTTP sync and async, in-cluster) against the real Serve HTTP endpoint on the quickstart."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from openai import OpenAI
+from tensorzero import TensorZeroGateway
+
+from tensorzero_ray.client import AsyncTensorZeroRayClient, GatewayError, TensorZeroRayClient
+from tensorzero_ray.ids import uuid7
+from tensorzero_ray.types import ChatChunk, ChatInferenceResponse, JsonInferenceResponse
+
+ROOT = Path(__file__).resolve().parent.parent
+CHAT_INPUT = {"system": {"assistant_name": "Alfred"}, "messages": [{"role": "user", "content": "Hello"}]}
+EXTRACT_INPUT = {"messages": [{"role": "user", "content": [{"type": "template", "name": "user",
+                                                            "arguments": {"text": "The answer is Hello"}}]}]}
+WEATHER_INPUT = {"messages": [{"role": "user", "content": "Weather in Brooklyn?"}]}
+SYSTEM_TEMPLATE = {"role": "system", "content": [{"type": "tensorzero::template", "name": "system",
+                                                   "arguments": {"assistant_name": "Alfred"}}]}
+
+
+def test_our_sync_client(serve_url):
+    with TensorZeroRayClient(serve_url) as client:
+        chat = client.inference(function_name="chat", input=CHAT_INPUT, tags={"client": "sync"})
+        assert isinstance(chat, ChatInferenceResponse) and chat.content[0].text
+        extracted = client.inference(function_name="extract", input=EXTRACT_INPUT)
+        assert isinstance(extracted, JsonInferenceResponse) and extracted.output.parsed == {"answer": "Hello"}
+        chunks = list(client.inference(function_name="chat", input=CHAT_INPUT, stream=True))
+        assert all(isinstance(c, ChatChunk) for c in chunks) and chunks[-1].usage.output_tokens == 16
+        weather = client.inference(function_name="weather", input=WEATHER_INPUT)
+        assert weather.content[0].name == "get_temperature"
+        assert weather.content[0].arguments == {"location": "Brooklyn", "units": "celsius"}
+        feedback = client.feedback(metric_name="thumbs_up", value=True, inference_id=str(chat.inference_id))
+        assert feedback.feedback_id.version == 7
+        with pytest.raises(GatewayError) as caught:
+            client.inference(function_name="missing", input=CHAT_INPUT)
+        assert caught.value.status_code == 404 and caught.value.message == "Unknown function: missing"
+
+
+async def test_our_async_client(serve_url):
+    async with AsyncTensorZeroRayClient(serve_url) as client:
+        chat = await client.inference(function_name="chat", input=CHAT_INPUT)
+        chunks = [c async for c in await client.inference(function_name="chat", input=CHAT_INPUT, stream=True)]
+        assert chunks[-1].finish_reason == "stop"
+        feedback = await client.feedback(metric_name="task_success", value=False, episode_id=str(chat.episode_id))
+        assert feedback.feedback_id
+        with pytest.raises(GatewayError, match="Unknown metric"):
+            await client.feedback(metric_name="nope", value=1, inference_id=str(chat.inference_id))
+
+
+def test_openai_sdk(serve_url):
+    client = OpenAI(base_url=f"{serve_url}/openai/v1", api_key="not-used")
+    episode = str(uuid7())
+    result = client.chat.completions.create(model="tensorzero::function_name::chat",
+                                            messages=[SYSTEM_TEMPLATE, {"role": "user", "content": "Hello"}],
+                                            extra_body={"tensorzero::episode_id": episode})
+    assert result.choices[0].message.content and result.model.startswith("tensorzero::function_name::chat::")
+    assert result.usage.prompt_tokens == 10
+
+    stream = client.chat.completions.create(model="tensorzero::function_name::chat", stream=True,
+                                            stream_options={"include_usage": True},
+                                            messages=[SYSTEM_TEMPLATE, {"role": "user", "content": "Hello"}])
+    chunks = list(stream)
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices).startswith("Wally,")
+    assert chunks[-1].usage.completion_tokens == 16
+
+    tools = client.chat.completions.create(model="tensorzero::function_name::weather",
+                                           messages=[{"role": "user", "content": "Weather?"}])
+    call = tools.choices[0].message.tool_calls[0]
+    assert call.function.name == "get_temperature" and json.loads(call.function.arguments)["location"] == "Brooklyn"
+    assert tools.choices[0].finish_reason == "tool_calls"
+
+    extracted = client.chat.completions.create(
+        model="tensorzero::function_name::extract", response_format={"type": "json_object"},
+        messages=[{"role": "user", "content": [{"type": "text", "tensorzero::arguments": {"text": "Hello"}}]}])
+    assert json.loads(extracted.choices[0].message.content) == {"answer": "Hello"}
+
+    embedding = client.embeddings.create(model="tensorzero::embedding_model_name::dummy::embedder", input="hi")
+    assert len(embedding.data[0].embedding) == 1536
+
+    from openai import NotFoundError
+
+    with pytest.raises(NotFoundError):
+        client.chat.completions.create(model="tensorzero::function_name::missing", messages=[{"role": "user",
+                                                                                             "content": "x"}])
+
+
+def test_tensorzero_pypi_client(serve_url):
+    with TensorZeroGateway.build_http(gateway_url=serve_url) as client:
+        chat = client.inference(function_name="chat", input=CHAT_INPUT)
+        assert chat.content[0].text
+        extracted = client.inference(function_name="extract", input=EXTRACT_INPUT)
+        assert extracted.output.parsed == {"answer": "Hello"}
+        chunks = list(client.inference(function_name="chat", input=CHAT_INPUT, stream=True))
+        assert chunks[-1].usage.output_tokens == 16
+        weather = client.inference(function_name="weather", input=WEATHER_INPUT)
+        assert weather.content[0].name == "get_temperature" and weather.content[0].arguments["location"] == "Brooklyn"
+        follow_up = client.inference(function_name="weather", episode_id=weather.episode_id, input={"messages": [
+            *WEATHER_INPUT["messages"],
+            {"role": "assistant", "content": weather.content},
+            {"role": "user", "content": [{"type": "tool_result", "id": weather.content[0].id,
+                                          "name": "get_temperature", "result": "22"}]}]})
+        assert follow_up.episode_id == weather.episode_id
+        feedback = client.feedback(metric_name="thumbs_up", value=True, inference_id=chat.inference_id)
+        assert feedback.feedback_id
+        demo = client.feedback(metric_name="demonstration", value="Hello there", inference_id=chat.inference_id)
+        assert demo.feedback_id
+
+
+def test_a_ray_task_uses_the_in_cluster_client(serve_url):
+    script = textwrap.dedent("""
+        import asyncio, json, ray
+        from tensorzero_ray.client import AsyncClusterClient, ClusterClient, GatewayError
+
+        CHAT = {"system": {"assistant_name": "Alfred"}, "messages": [{"role": "user", "content": "Hello"}]}
+
+        @ray.remote(num_cpus=0)
+        def blocking():
+            client = ClusterClient()
+            response = client.inference(function_name="chat", input=CHAT)
+            chunks = list(client.inference(function_name="chat", input=CHAT, stream=True))
+            feedback = client.feedback(metric_name="thumbs_up", value=True, inference_id=str(response.inference_id))
+            try:
+                client.inference(function_name="missing", input=CHAT)
+                status = None
+            except GatewayError as error:
+                status = error.status_code
+            return {"text": response.content[0].text, "chunks": len(chunks), "feedback": str(feedback.feedback_id),
+                    "status": status}
+
+        @ray.remote(num_cpus=0)
+        def non_blocking():
+            async def run():
+                client = AsyncClusterClient()
+                response = await client.inference(function_name="extract", input={"messages": [{"role": "user",
+                    "content": [{"type": "template", "name": "user", "arguments": {"text": "x"}}]}]})
+                return response.output.parsed
+            return asyncio.run(run())
+
+        ray.init(address="auto", logging_level="ERROR", log_to_driver=False)
+        print(json.dumps({"blocking": ray.get(blocking.remote()), "async": ray.get(non_blocking.remote())}))
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=180, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["blocking"]["text"] and result["blocking"]["chunks"] == 17
+    assert result["blocking"]["feedback"] and result["blocking"]["status"] == 404
+    assert result["async"] == {"answer": "Hello"}
