@@ -19,11 +19,19 @@ from tensorzero_ray.types import ChatChunk, ChatInferenceResponse, JsonInference
 
 ROOT = Path(__file__).resolve().parent.parent
 CHAT_INPUT = {"system": {"assistant_name": "Alfred"}, "messages": [{"role": "user", "content": "Hello"}]}
-EXTRACT_INPUT = {"messages": [{"role": "user", "content": [{"type": "template", "name": "user",
-                                                            "arguments": {"text": "The answer is Hello"}}]}]}
+EXTRACT_INPUT = {
+    "messages": [
+        {
+            "role": "user",
+            "content": [{"type": "template", "name": "user", "arguments": {"text": "The answer is Hello"}}],
+        }
+    ]
+}
 WEATHER_INPUT = {"messages": [{"role": "user", "content": "Weather in Brooklyn?"}]}
-SYSTEM_TEMPLATE = {"role": "system", "content": [{"type": "tensorzero::template", "name": "system",
-                                                   "arguments": {"assistant_name": "Alfred"}}]}
+SYSTEM_TEMPLATE = {
+    "role": "system",
+    "content": [{"type": "tensorzero::template", "name": "system", "arguments": {"assistant_name": "Alfred"}}],
+}
 
 
 def test_our_sync_client(serve_url):
@@ -58,28 +66,36 @@ async def test_our_async_client(serve_url):
 def test_openai_sdk(serve_url):
     client = OpenAI(base_url=f"{serve_url}/openai/v1", api_key="not-used")
     episode = str(uuid7())
-    result = client.chat.completions.create(model="tensorzero::function_name::chat",
-                                            messages=[SYSTEM_TEMPLATE, {"role": "user", "content": "Hello"}],
-                                            extra_body={"tensorzero::episode_id": episode})
+    result = client.chat.completions.create(
+        model="tensorzero::function_name::chat",
+        messages=[SYSTEM_TEMPLATE, {"role": "user", "content": "Hello"}],
+        extra_body={"tensorzero::episode_id": episode},
+    )
     assert result.choices[0].message.content and result.model.startswith("tensorzero::function_name::chat::")
     assert result.usage.prompt_tokens == 10
 
-    stream = client.chat.completions.create(model="tensorzero::function_name::chat", stream=True,
-                                            stream_options={"include_usage": True},
-                                            messages=[SYSTEM_TEMPLATE, {"role": "user", "content": "Hello"}])
+    stream = client.chat.completions.create(
+        model="tensorzero::function_name::chat",
+        stream=True,
+        stream_options={"include_usage": True},
+        messages=[SYSTEM_TEMPLATE, {"role": "user", "content": "Hello"}],
+    )
     chunks = list(stream)
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices).startswith("Wally,")
     assert chunks[-1].usage.completion_tokens == 16
 
-    tools = client.chat.completions.create(model="tensorzero::function_name::weather",
-                                           messages=[{"role": "user", "content": "Weather?"}])
+    tools = client.chat.completions.create(
+        model="tensorzero::function_name::weather", messages=[{"role": "user", "content": "Weather?"}]
+    )
     call = tools.choices[0].message.tool_calls[0]
     assert call.function.name == "get_temperature" and json.loads(call.function.arguments)["location"] == "Brooklyn"
     assert tools.choices[0].finish_reason == "tool_calls"
 
     extracted = client.chat.completions.create(
-        model="tensorzero::function_name::extract", response_format={"type": "json_object"},
-        messages=[{"role": "user", "content": [{"type": "text", "tensorzero::arguments": {"text": "Hello"}}]}])
+        model="tensorzero::function_name::extract",
+        response_format={"type": "json_object"},
+        messages=[{"role": "user", "content": [{"type": "text", "tensorzero::arguments": {"text": "Hello"}}]}],
+    )
     assert json.loads(extracted.choices[0].message.content) == {"answer": "Hello"}
 
     embedding = client.embeddings.create(model="tensorzero::embedding_model_name::dummy::embedder", input="hi")
@@ -88,8 +104,9 @@ def test_openai_sdk(serve_url):
     from openai import NotFoundError
 
     with pytest.raises(NotFoundError):
-        client.chat.completions.create(model="tensorzero::function_name::missing", messages=[{"role": "user",
-                                                                                             "content": "x"}])
+        client.chat.completions.create(
+            model="tensorzero::function_name::missing", messages=[{"role": "user", "content": "x"}]
+        )
 
 
 def test_tensorzero_pypi_client(serve_url):
@@ -102,11 +119,27 @@ def test_tensorzero_pypi_client(serve_url):
         assert chunks[-1].usage.output_tokens == 16
         weather = client.inference(function_name="weather", input=WEATHER_INPUT)
         assert weather.content[0].name == "get_temperature" and weather.content[0].arguments["location"] == "Brooklyn"
-        follow_up = client.inference(function_name="weather", episode_id=weather.episode_id, input={"messages": [
-            *WEATHER_INPUT["messages"],
-            {"role": "assistant", "content": weather.content},
-            {"role": "user", "content": [{"type": "tool_result", "id": weather.content[0].id,
-                                          "name": "get_temperature", "result": "22"}]}]})
+        follow_up = client.inference(
+            function_name="weather",
+            episode_id=weather.episode_id,
+            input={
+                "messages": [
+                    *WEATHER_INPUT["messages"],
+                    {"role": "assistant", "content": weather.content},
+                    {
+                        "role": "user",
+                        "content": [
+                            {
+                                "type": "tool_result",
+                                "id": weather.content[0].id,
+                                "name": "get_temperature",
+                                "result": "22",
+                            }
+                        ],
+                    },
+                ]
+            },
+        )
         assert follow_up.episode_id == weather.episode_id
         feedback = client.feedback(metric_name="thumbs_up", value=True, inference_id=chat.inference_id)
         assert feedback.feedback_id

@@ -89,6 +89,8 @@ def is_path_key(key_path: tuple[str, ...]) -> bool:
         return True
     if key == "parameters" and key_path[0] == "tools" and len(key_path) == 3:
         return True
+    if key == "path" and key_path == ("object_storage", "path"):
+        return True
     if key in ("system_instructions", "typescript_file"):
         return True
     if key == "base_path" and parent == "template_filesystem_access":

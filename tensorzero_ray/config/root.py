@@ -89,6 +89,16 @@ class Config(Strict):
         found += _model_problems(self)
         for name, function in self.functions.items():
             found += [(("functions", name, *loc), msg) for loc, msg in _function_problems(self, name, function)]
+        if self.object_storage is not None and self.object_storage.type == "s3_compatible":
+            found.append(
+                (("object_storage", "type"), "`s3_compatible` object storage is not supported yet; use `filesystem`")
+            )
+        if (
+            self.object_storage is not None
+            and self.object_storage.type == "filesystem"
+            and not self.object_storage.path
+        ):
+            found.append((("object_storage", "path"), "`filesystem` object storage needs `path`"))
         for name in self.metrics:
             if name in ("comment", "demonstration"):
                 found.append((("metrics", name), f"metric name `{name}` is reserved"))

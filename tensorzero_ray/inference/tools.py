@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
 
 from tensorzero_ray.config.functions import ChatFunctionConfig, ToolConfig
 from tensorzero_ray.errors import InvalidRequest
 from tensorzero_ray.inference.schemas import SchemaValidator
-from tensorzero_ray.types import InferenceRequest, ToolCallOutput
+from tensorzero_ray.types import InferenceRequest, Input, ToolCall, ToolCallOutput, ToolResult
 from tensorzero_ray.types.model import ToolDefinition, ToolSettings
 
 
@@ -36,7 +38,12 @@ class ToolCatalog:
                 raise InvalidRequest(f"Tool not found: {unknown[0]}")
             keys = list(request.allowed_tools)
         tools = [self.definitions[k] for k in keys]
-        tools += [ToolDefinition(**t.model_dump(exclude={"type"})) for t in request.additional_tools or []]
+        for tool in request.additional_tools or []:
+            try:
+                Draft202012Validator.check_schema(tool.parameters)
+            except SchemaError as exc:
+                raise InvalidRequest(f"Tool `{tool.name}` has invalid parameters: {exc.message}") from None
+            tools.append(ToolDefinition(**tool.model_dump(exclude={"type"})))
         if not tools:
             return None
         names = [t.name for t in tools]
@@ -72,3 +79,26 @@ class ToolCallValidator:
             if isinstance(parsed, dict) and validator.is_valid(parsed):
                 arguments = parsed
         return call.model_copy(update={"name": name, "arguments": arguments})
+
+
+def check_tool_history(value: Input, settings: ToolSettings | None) -> None:
+    """Tool calls in the conversation must name available tools with valid arguments, and
+    every tool result must answer an earlier call."""
+    validator = ToolCallValidator(settings) if settings is not None else None
+    called: set[str] = set()
+    for m_index, message in enumerate(value.messages):
+        for b_index, block in enumerate(message.content):
+            where = f"input.messages[{m_index}].content[{b_index}]"
+            if isinstance(block, ToolCall):
+                called.add(block.id)
+                if validator is None:
+                    continue
+                checked = validator.validate(
+                    ToolCallOutput(id=block.id, raw_name=block.name, raw_arguments=block.arguments)
+                )
+                if checked.name is None:
+                    raise InvalidRequest(f"{where}: tool call names unknown tool `{block.name}`")
+                if checked.arguments is None:
+                    raise InvalidRequest(f"{where}: arguments of tool call `{block.name}` do not match its parameters")
+            elif isinstance(block, ToolResult) and block.id not in called:
+                raise InvalidRequest(f"{where}: tool result `{block.id}` answers no earlier tool call")

@@ -10,6 +10,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import partial
 from typing import TypeVar
 
 import orjson
@@ -31,13 +32,15 @@ from tensorzero_ray.errors import (
 )
 from tensorzero_ray.experimentation.sampling import VariantSampler, build_sampler, episode_draw
 from tensorzero_ray.ids import uuid7
+from tensorzero_ray.inference.files import FileResolver
 from tensorzero_ray.inference.input import InputValidator
 from tensorzero_ray.inference.model import ModelRegistry, ModelStream, RequestExtras
 from tensorzero_ray.inference.output import ChunkAggregator, json_output
 from tensorzero_ray.inference.schemas import SchemaValidator
-from tensorzero_ray.inference.tools import ToolCallValidator, ToolCatalog
+from tensorzero_ray.inference.tools import ToolCallValidator, ToolCatalog, check_tool_history
 from tensorzero_ray.serve.observability import ObservabilityClient
-from tensorzero_ray.store.inference_rows import inference_rows
+from tensorzero_ray.store.inference_rows import has_files, inference_rows, stored_input
+from tensorzero_ray.store.object_storage import FilesystemObjectStore, pointer_blocks
 from tensorzero_ray.types import (
     ChatChunk,
     ChatInferenceResponse,
@@ -79,6 +82,12 @@ class FunctionRouter:
     ):
         self.function_name = function_name
         self.observability = observability
+        storage = config.object_storage
+        self.object_store = (
+            FilesystemObjectStore(storage.path) if storage is not None and storage.type == "filesystem" else None
+        )
+        fetch = self.object_store is not None or config.gateway.fetch_and_encode_input_files_before_inference
+        self.files = FileResolver(fetch_urls=fetch)
         self.models = models or ModelRegistry(
             config.models, outbound_timeout_s=config.gateway.global_outbound_http_timeout_ms / 1000
         )
@@ -121,10 +130,12 @@ class FunctionRouter:
 
     async def aclose(self) -> None:
         await self.models.aclose()
+        await self.files.aclose()
 
     # --- the two entry points -------------------------------------------------------------
 
     async def infer(self, request: InferenceRequest) -> InferenceResponse:
+        request = await self._with_files(request)
         plan = self._plan(request)
         name, results = await self._first_success(plan, lambda variant: variant.infer(plan.call))
         response = self._response(request, plan, name, results)
@@ -136,6 +147,7 @@ class FunctionRouter:
         """SSE events as bytes. Errors before the first chunk are raised from the first
         `anext`, so the gateway can answer with a plain error response; later ones become
         error events."""
+        request = await self._with_files(request)
         plan = self._plan(request)
         name, model_stream = await self._first_success(plan, lambda variant: variant.stream(plan.call))
         async for event in self._events(request, plan, name, model_stream):
@@ -181,6 +193,7 @@ class FunctionRouter:
             if is_json
             else self.tools.settings(self.function if self.function_name != DEFAULT_FUNCTION else None, request)
         )
+        check_tool_history(request.input, tool_settings)
         call = InferenceCall(
             function_type="json" if is_json else "chat",
             system=request.input.system,
@@ -293,25 +306,41 @@ class FunctionRouter:
             return json_output(blocks, plan.output_validator)
         return [plan.tool_validator.validate(b) if isinstance(b, ToolCallOutput) else b for b in blocks]
 
+    async def _with_files(self, request: InferenceRequest) -> InferenceRequest:
+        resolved = await self.files.resolve(request.input)
+        return request if resolved is request.input else request.model_copy(update={"input": resolved})
+
     def _record(self, request, plan: "_Plan", variant_name: str, output, results, ttft_ms: int | None = None) -> None:
         if self.observability is None or request.dryrun:
             return
-        self.observability.record(
-            inference_rows(
-                function_name=self.function_name,
-                variant_name=variant_name,
-                inference_id=plan.inference_id,
-                episode_id=plan.episode_id,
-                request=request,
-                tags=plan.tags,
-                output=output,
-                output_schema=plan.call.output_schema,
-                tool_settings=plan.call.tool_settings,
-                results=results,
-                processing_time_ms=int((time.monotonic() - plan.started) * 1000),
-                ttft_ms=ttft_ms,
-            )
+        rows = partial(
+            inference_rows,
+            function_name=self.function_name,
+            variant_name=variant_name,
+            inference_id=plan.inference_id,
+            episode_id=plan.episode_id,
+            request=request,
+            tags=plan.tags,
+            output=output,
+            output_schema=plan.call.output_schema,
+            tool_settings=plan.call.tool_settings,
+            results=results,
+            processing_time_ms=int((time.monotonic() - plan.started) * 1000),
+            ttft_ms=ttft_ms,
         )
+        stored = stored_input(request)
+        if self.object_store is None or not has_files(stored):
+            self.observability.record(rows(stored_input=orjson.dumps(stored).decode()))
+            return
+        # Files go to object storage first, off the request path; the row then points at them.
+        self.observability.record_after(self._rows_with_files(stored, rows))
+
+    async def _rows_with_files(self, stored: dict, rows) -> list:
+        try:
+            stored = await pointer_blocks(self.object_store, stored)
+        except OSError as exc:
+            logger.error("could not write input files to object storage (%s); storing them inline", exc)
+        return rows(stored_input=orjson.dumps(stored).decode())
 
     def _final_event(
         self, request, plan, base, model_stream: ModelStream, result: ModelInferenceResult, aggregator: ChunkAggregator

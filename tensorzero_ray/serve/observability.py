@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
@@ -118,6 +119,13 @@ class ObservabilityWriterDeployment(ObservabilityWriter):
         await self.close()
 
 
+def _batch(rows: list[Row]) -> list[tuple[str, list[dict]]]:
+    batch: dict[str, list[dict]] = {}
+    for row in rows:
+        batch.setdefault(row.table, []).append(row.record())
+    return list(batch.items())
+
+
 class ObservabilityClient:
     """Writes go to the writer in the background, retried, and as a last resort into the
     shared spool file; the request path never waits for them."""
@@ -132,12 +140,20 @@ class ObservabilityClient:
         self._reader = None if is_embedded(settings.dsn) else ClickHouseStore(settings.dsn)
 
     def record(self, rows: list[Row]) -> None:
-        if not rows:
-            return
-        batch: dict[str, list[dict]] = {}
-        for row in rows:
-            batch.setdefault(row.table, []).append(row.record())
-        task = asyncio.get_running_loop().create_task(self._send(list(batch.items())))
+        if rows:
+            self._track(self._send(_batch(rows)))
+
+    def record_after(self, prepare: Awaitable[list[Row]]) -> None:
+        """Record rows that need async work first (files to object storage), still off the
+        request path."""
+
+        async def prepared() -> None:
+            await self._send(_batch(await prepare))
+
+        self._track(prepared())
+
+    def _track(self, coroutine) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 

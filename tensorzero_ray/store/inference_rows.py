@@ -17,7 +17,7 @@ def _json(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-def stored_input(request: InferenceRequest) -> str:
+def stored_input(request: InferenceRequest) -> dict[str, Any]:
     """The input as TensorZero stores it: legacy shorthands resolved to explicit blocks."""
     messages = [
         {"role": m.role, "content": [b.model_dump(mode="json", exclude_none=True) for b in m.normalized_blocks()]}
@@ -26,7 +26,11 @@ def stored_input(request: InferenceRequest) -> str:
     stored: dict[str, Any] = {"messages": messages}
     if request.input.system is not None:
         stored["system"] = request.input.system
-    return _json(stored)
+    return stored
+
+
+def has_files(stored: dict[str, Any]) -> bool:
+    return any(block.get("type") == "file" for m in stored["messages"] for block in m["content"])
 
 
 def inference_rows(
@@ -36,6 +40,7 @@ def inference_rows(
     inference_id: uuid.UUID,
     episode_id: uuid.UUID,
     request: InferenceRequest,
+    stored_input: str,
     tags: dict[str, str],
     output: list | JsonOutput,
     output_schema: dict | None,
@@ -49,7 +54,7 @@ def inference_rows(
         function_name=function_name,
         variant_name=variant_name,
         episode_id=episode_id,
-        input=stored_input(request),
+        input=stored_input,
         inference_params=_json({"chat_completion": request.params.chat_completion.model_dump(exclude_none=True)}),
         processing_time_ms=processing_time_ms,
         tags=tags,

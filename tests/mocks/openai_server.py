@@ -13,6 +13,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 TEXT = "Hello from the mock"
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(48))
 STREAM_PIECES = ["Hello", " from", " the", " mock"]
 TOOL_CALL = {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city":"Tokyo"}'}}
 
@@ -26,11 +27,20 @@ class OpenAIMock:
                 Route("/v1/chat/completions", self.chat, methods=["POST"]),
                 Route("/openai/deployments/{deployment}/chat/completions", self.chat, methods=["POST"]),
                 Route("/v1/embeddings", self.embeddings, methods=["POST"]),
+                Route("/files/{name}", self.files, methods=["GET"]),
             ]
         )
 
     def last(self) -> dict[str, Any]:
         return self.requests[-1]
+
+    async def files(self, request: Request) -> Response:
+        """Static files for URL inputs: a PNG, and text that claims to be one."""
+        if request.path_params["name"] == "pixel.png":
+            return Response(PNG, media_type="image/png")
+        if request.path_params["name"] == "fake.png":
+            return Response(b"not an image at all", media_type="image/png")
+        return Response(b"", status_code=404)
 
     async def embeddings(self, request: Request) -> Response:
         body = await request.json()
