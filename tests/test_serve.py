@@ -137,6 +137,7 @@ def test_serve_yaml_is_valid_and_builds_the_application():
         "Gateway",
         "FunctionRouter-chat",
         "FunctionRouter-extract",
+        "FunctionRouter-weather",
         "FunctionRouter-tensorzero__default",
         "ObservabilityWriter",
     }
