@@ -230,6 +230,12 @@ BAD = [
         "unknown role `narrator`",
         id="unknown-role",
     ),
+    pytest.param(
+        {"model": "tensorzero::model_name::dummy::good", "messages": [USER], "tensorzero::episode": "x"},
+        400,
+        "unknown TensorZero fields: ['tensorzero::episode']",
+        id="unknown-tensorzero-field",
+    ),
 ]
 
 
