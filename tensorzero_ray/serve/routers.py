@@ -31,7 +31,6 @@ class LocalRouters:
         self._routers = {
             name: FunctionRouter(config, name, models, observability) for name in [*config.functions, DEFAULT_FUNCTION]
         }
-        self._models = models
 
     def knows(self, function_name: str) -> bool:
         return function_name in self._routers
@@ -49,7 +48,8 @@ class LocalRouters:
         return self._router(function_name).stream(request)
 
     async def aclose(self) -> None:
-        await self._models.aclose()
+        for router in self._routers.values():
+            await router.aclose()
 
 
 class DeploymentRouters:
