@@ -29,15 +29,27 @@ from tensorzero_ray.types import Text
 from tensorzero_ray.types.model import ModelInferenceRequest, RequestMessage
 
 ROOT = Path(__file__).resolve().parent.parent
-BODY = {"function_name": "chat", "variant_name": "baseline",
-        "input": {"system": {"assistant_name": "Alfred"}, "messages": [{"role": "user", "content": "Hello"}]}}
+BODY = {
+    "function_name": "chat",
+    "variant_name": "baseline",
+    "input": {"system": {"assistant_name": "Alfred"}, "messages": [{"role": "user", "content": "Hello"}]},
+}
 
 
 def sample_rows(count: int) -> list[dict]:
-    return [ChatInferenceRow(id=uuid7(), function_name="bench", variant_name="v", episode_id=uuid7(),
-                             input='{"messages":[{"role":"user","content":[{"type":"text","text":"hi"}]}]}',
-                             output='[{"type":"text","text":"hello"}]', inference_params="{}",
-                             tags={"bench": "1"}).record() for _ in range(count)]
+    return [
+        ChatInferenceRow(
+            id=uuid7(),
+            function_name="bench",
+            variant_name="v",
+            episode_id=uuid7(),
+            input='{"messages":[{"role":"user","content":[{"type":"text","text":"hi"}]}]}',
+            output='[{"type":"text","text":"hello"}]',
+            inference_params="{}",
+            tags={"bench": "1"},
+        ).record()
+        for _ in range(count)
+    ]
 
 
 async def writer_throughput(writer: ObservabilityWriter, rows: int) -> None:
@@ -49,11 +61,13 @@ async def writer_throughput(writer: ObservabilityWriter, rows: int) -> None:
     batch = sample_rows(rows)
     started = time.perf_counter()
     for start in range(0, rows, 20):
-        await writer.write([("ChatInference", batch[start:start + 20])])
+        await writer.write([("ChatInference", batch[start : start + 20])])
     await writer.flush()
     batched = time.perf_counter() - started
-    print(f"writer: {rows} rows submitted 20 at a time: {rows / batched:,.0f} rows/s; "
-          f"one direct bulk insert: {rows / direct:,.0f} rows/s; ratio {batched / direct:.2f}x the direct time")
+    print(
+        f"writer: {rows} rows submitted 20 at a time: {rows / batched:,.0f} rows/s; "
+        f"one direct bulk insert: {rows / direct:,.0f} rows/s; ratio {batched / direct:.2f}x the direct time"
+    )
 
 
 def percentiles(samples: list[float]) -> str:
@@ -66,8 +80,9 @@ def percentiles(samples: list[float]) -> str:
 async def gateway_latency(config, writer: ObservabilityWriter, storage: StorageSettings, requests: int) -> None:
     models = ModelRegistry(config.models)
     model = models.get("fast")
-    request = ModelInferenceRequest(system="You are Alfred.", messages=[
-        RequestMessage(role="user", content=[Text(text="Hello")])])
+    request = ModelInferenceRequest(
+        system="You are Alfred.", messages=[RequestMessage(role="user", content=[Text(text="Hello")])]
+    )
     direct = []
     for _ in range(requests):
         started = time.perf_counter()
@@ -93,8 +108,10 @@ async def gateway_latency(config, writer: ObservabilityWriter, storage: StorageS
     print(f"direct model call:        {percentiles(direct)}")
     for label, samples in results.items():
         added = (statistics.median(samples) - base) * 1000
-        print(f"gateway, observability {label:3}: {percentiles(samples)}; added p50 {added:.2f} ms; "
-              f"{statistics.median(samples) / base:.2f}x direct")
+        print(
+            f"gateway, observability {label:3}: {percentiles(samples)}; added p50 {added:.2f} ms; "
+            f"{statistics.median(samples) / base:.2f}x direct"
+        )
     print(f"observability on / off (p50): {statistics.median(results['on']) / statistics.median(results['off']):.2f}x")
 
 
@@ -105,8 +122,7 @@ async def main() -> None:
     args = parser.parse_args()
     config = load_config(ROOT / "config" / "quickstart" / "tensorzero.toml")
     with tempfile.TemporaryDirectory() as tmp:
-        storage = StorageSettings(dsn=f"chdb://{tmp}/clickhouse", spool_path=f"{tmp}/spool/writes.jsonl",
-                                  required=True)
+        storage = StorageSettings(dsn=f"chdb://{tmp}/clickhouse", spool_path=f"{tmp}/spool/writes.jsonl", required=True)
         writer = ObservabilityWriter(storage)
         await writer.start()
         await writer_throughput(writer, args.rows)

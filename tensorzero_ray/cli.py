@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -24,10 +25,22 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument(
         "--routers",
         choices=["deployments", "in_process"],
-        default="deployments",
-        help="run FunctionRouters as their own deployments (default) or inside the gateway",
+        default="in_process",
+        help="run FunctionRouters inside the gateway (default, faster) or as their own deployments",
     )
     up.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for /health")
+    up.add_argument(
+        "--no-ha-proxy",
+        dest="ha_proxy",
+        action="store_false",
+        help="use Serve's Python HTTP proxy instead of HAProxy (when this command starts Ray)",
+    )
+    up.add_argument(
+        "--no-dashboard",
+        dest="dashboard",
+        action="store_false",
+        help="start Ray without its dashboard (saves CPU on small machines)",
+    )
 
     down = commands.add_parser("down", help="remove the gateway; stop Ray if `up` started it")
     down.add_argument("--address", default=None)
@@ -90,7 +103,7 @@ def migrate_command(pattern: str) -> int:
     return 0
 
 
-def _connect(address: str | None) -> bool:
+def _connect(address: str | None, ha_proxy: bool, dashboard: bool) -> bool:
     """Join a running cluster, or start a head node; True when this call started it."""
     import ray
 
@@ -100,10 +113,24 @@ def _connect(address: str | None) -> bool:
     except ConnectionError:
         if address:
             raise
+    env = dict(os.environ)
+    if ha_proxy:
+        # Serve's HAProxy ingress: HTTP goes from HAProxy straight to the Gateway replica,
+        # skipping the Python proxy actor (see bench/README.md for what it saves).
+        env.setdefault("RAY_SERVE_ENABLE_HA_PROXY", "1")
     subprocess.run(
-        [sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--disable-usage-stats"],
+        [
+            sys.executable,
+            "-m",
+            "ray.scripts.scripts",
+            "start",
+            "--head",
+            "--disable-usage-stats",
+            f"--include-dashboard={str(dashboard).lower()}",
+        ],
         check=True,
         stdout=subprocess.DEVNULL,
+        env=env,
     )
     ray.init(address="auto", logging_level="ERROR", log_to_driver=False)
     return True
@@ -121,7 +148,7 @@ def up_command(args) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
-    started_ray = _connect(args.address)
+    started_ray = _connect(args.address, args.ha_proxy, args.dashboard)
     serve.start(http_options={"host": args.host, "port": args.port})
     serve.run(build_application(config, routers=args.routers), name=APP_NAME, route_prefix="/")
     url = f"http://{args.host}:{args.port}"

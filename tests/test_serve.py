@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import re
 import shlex
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import httpx
@@ -133,22 +136,20 @@ def test_serve_yaml_is_valid_and_builds_the_application():
     assert re.match(r"tensorzero_ray\.serve\.app:build_app", schema.applications[0].import_path)
     app = build_app({**app_args, "config": str(ROOT / app_args["config"])})
     deployed = {d.name for d in _deployments(app)}
+    assert deployed == {"Gateway", "ObservabilityWriter"}
+    yaml_names = {d["name"] for d in data["applications"][0]["deployments"]}
+    assert yaml_names <= deployed
+
+
+def test_deployments_switch_gives_each_function_a_router():
+    config = load_config(ROOT / "config" / "quickstart" / "tensorzero.toml")
+    deployed = {d.name for d in _deployments(build_application(config, routers="deployments"))}
     assert deployed == {
         "Gateway",
         "FunctionRouter-chat",
         "FunctionRouter-extract",
         "FunctionRouter-weather",
         "FunctionRouter-tensorzero__default",
-        "ObservabilityWriter",
-    }
-    yaml_names = {d["name"] for d in data["applications"][0]["deployments"]}
-    assert yaml_names <= deployed
-
-
-def test_in_process_switch_has_no_router_deployments():
-    config = load_config(ROOT / "config" / "quickstart" / "tensorzero.toml")
-    assert {d.name for d in _deployments(build_application(config, routers="in_process"))} == {
-        "Gateway",
         "ObservabilityWriter",
     }
 
@@ -183,3 +184,40 @@ def test_inference_is_stored_and_takes_feedback(client):
     assert r.status_code == 200, r.text
     health = client.get("/health")
     assert health.status_code == 200 and health.json()["clickhouse"] == "ok"
+
+
+ROUTED = textwrap.dedent("""
+    import ray
+    from ray import serve
+    from tensorzero_ray.config import load_config
+    from tensorzero_ray.serve.app import build_application
+
+    config = load_config("config/quickstart/tensorzero.toml")
+    config.gateway.observability.enabled = False  # the main app's writer owns the chDB engine
+    ray.init(address="auto", logging_level="ERROR", log_to_driver=False)
+    serve.run(build_application(config, routers="deployments"), name="routed", route_prefix="/routed")
+""")
+
+
+@pytest.fixture(scope="module")
+def routed(serve_url, client):
+    """A second application on the same cluster with one FunctionRouter deployment per
+    function, so requests cross Serve handles between the gateway and the routers."""
+    done = subprocess.run([sys.executable, "-c", ROUTED], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return "/routed"
+
+
+def test_router_deployments_serve_requests_streams_and_errors(client, routed):
+    r = client.post(f"{routed}/inference", json=readme_example())
+    assert r.status_code == 200, r.text
+    with client.stream("POST", f"{routed}/inference", json={**readme_example(), "stream": True}) as streamed:
+        chunks = sse("".join(streamed.iter_text()))
+    assert len(chunks) == 17
+    r = client.post(f"{routed}/inference", json={**readme_example(), "variant_name": "nope"})
+    assert r.status_code == 404 and r.json() == {"error": "Unknown variant: nope"}
+    r = client.post(
+        f"{routed}/inference",
+        json={"model_name": "dummy::error", "stream": True, "input": {"messages": [{"role": "user", "content": "x"}]}},
+    )
+    assert r.status_code == 500 and "All model providers failed" in r.json()["error"]

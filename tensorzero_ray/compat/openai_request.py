@@ -103,7 +103,9 @@ def to_native(request: OpenAIChatRequest, *, json_function: bool) -> dict[str, A
     unknown = unknown_fields(request)
     unknown_extras = [key for key in unknown if key.startswith("tensorzero::")]
     if unknown_extras:
-        raise InvalidRequest(f"Invalid request to OpenAI-compatible endpoint: unknown TensorZero fields: {unknown_extras}")
+        raise InvalidRequest(
+            f"Invalid request to OpenAI-compatible endpoint: unknown TensorZero fields: {unknown_extras}"
+        )
     if unknown and extra.get("tensorzero::deny_unknown_fields"):
         raise InvalidRequest(f"Invalid request to OpenAI-compatible endpoint: unknown fields: {unknown}")
     if request.n not in (None, 1):

@@ -41,7 +41,7 @@ class Gateway:
         storage: StorageSettings | None = None,
         writer: Any = None,
     ):
-        observability = _observability(storage, writer)
+        observability = self._observability = _observability(storage, writer)
         if router_handles:
             self._routers = DeploymentRouters(router_handles)
         else:
@@ -50,6 +50,11 @@ class Gateway:
 
     def __serve_build_asgi_app__(self):
         return self._app
+
+    async def __del__(self):
+        # Serve calls this on graceful shutdown: rows still held here go to the writer.
+        if self._observability is not None:
+            await self._observability.drain()
 
     # Handle methods for the in-cluster clients: the same checks as HTTP, without HTTP.
 
@@ -81,6 +86,10 @@ class FunctionRouterReplica(FunctionRouter):
     def __init__(self, config: Config, function_name: str, storage: StorageSettings | None = None, writer: Any = None):
         super().__init__(config, function_name, observability=_observability(storage, writer))
 
+    async def __del__(self):
+        if self.observability is not None:
+            await self.observability.drain()
+
 
 GatewayDeployment = serve.deployment(
     serve.ingress()(Gateway), name="Gateway", max_ongoing_requests=1000, ray_actor_options=ACTOR_OPTIONS
@@ -105,7 +114,9 @@ def router_deployment_name(function_name: str) -> str:
     return "FunctionRouter-" + re.sub(r"[^A-Za-z0-9_-]", "_", function_name)
 
 
-def build_application(config: Config, *, routers: str = "deployments", workdir: str | None = None) -> Application:
+def build_application(config: Config, *, routers: str = "in_process", workdir: str | None = None) -> Application:
+    """`in_process` (the default, the faster in bench/) runs the FunctionRouters inside the
+    Gateway replica; `deployments` gives each function its own autoscaling deployment."""
     if routers not in ("deployments", "in_process"):
         raise ValueError(f"routers must be `deployments` or `in_process`, not `{routers}`")
     storage = StorageSettings.from_config(config, workdir)
@@ -126,4 +137,4 @@ def build_app(args: dict[str, Any]) -> Application:
         raise ValueError(f"unknown application args: {sorted(unknown)}")
     if "config" not in args:
         raise ValueError("application args need `config`: a tensorzero.toml path or glob")
-    return build_application(load_config(args["config"]), routers=args.get("routers", "deployments"))
+    return build_application(load_config(args["config"]), routers=args.get("routers", "in_process"))

@@ -20,6 +20,9 @@ from tensorzero_ray.store.rows import Row
 logger = logging.getLogger(__name__)
 
 
+DEFAULT_FLUSH_INTERVAL_S = 1.0
+
+
 class StorageSettings(BaseModel):
     """Resolved where the stack starts, so every replica agrees on paths whatever its cwd."""
 
@@ -41,12 +44,15 @@ class StorageSettings(BaseModel):
         else:
             spool_dir = (Path(workdir) if workdir else Path.cwd()).resolve() / ".tensorzero"
         batch = observability.batch_writes
+        # Each insert into chDB costs a part and a pass through the materialized views: unless
+        # the config sets batch_writes, insert once a second (feedback waits for visibility).
+        interval_s = batch.flush_interval_ms / 1000 if batch.enabled else DEFAULT_FLUSH_INTERVAL_S
         return cls(
             dsn=dsn,
             spool_path=str(spool_dir / "spool" / "writes.jsonl"),
             required=bool(observability.enabled),
             max_rows=batch.max_rows,
-            flush_interval_s=batch.flush_interval_ms / 1000,
+            flush_interval_s=interval_s,
         )
 
 
@@ -127,8 +133,12 @@ def _batch(rows: list[Row]) -> list[tuple[str, list[dict]]]:
 
 
 class ObservabilityClient:
-    """Writes go to the writer in the background, retried, and as a last resort into the
-    shared spool file; the request path never waits for them."""
+    """Writes are gathered for a moment and sent to the writer in one call, in the background,
+    retried, and as a last resort appended to the shared spool file; the request path never
+    waits for them."""
+
+    SEND_INTERVAL_S = 0.05
+    SEND_ROWS = 500
 
     def __init__(self, settings: StorageSettings, writer: Any):
         self.settings = settings
@@ -136,26 +146,45 @@ class ObservabilityClient:
         self._local = isinstance(writer, ObservabilityWriter)
         self._spool = Spool(settings.spool_path)
         self._pending: set[asyncio.Task] = set()
+        self._outbox: list[Row] = []
+        self._full = asyncio.Event()
+        self._sender: asyncio.Task | None = None
         # With a server DSN, readers connect directly; chDB is reached through its owner.
         self._reader = None if is_embedded(settings.dsn) else ClickHouseStore(settings.dsn)
 
     def record(self, rows: list[Row]) -> None:
-        if rows:
-            self._track(self._send(_batch(rows)))
+        if not rows:
+            return
+        self._outbox.extend(rows)
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.get_running_loop().create_task(self._send_periodically())
+        if len(self._outbox) >= self.SEND_ROWS:
+            self._full.set()
 
     def record_after(self, prepare: Awaitable[list[Row]]) -> None:
         """Record rows that need async work first (files to object storage), still off the
         request path."""
 
         async def prepared() -> None:
-            await self._send(_batch(await prepare))
+            self.record(await prepare)
 
-        self._track(prepared())
-
-    def _track(self, coroutine) -> None:
-        task = asyncio.get_running_loop().create_task(coroutine)
+        task = asyncio.get_running_loop().create_task(prepared())
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
+
+    async def _send_periodically(self) -> None:
+        while self._outbox:
+            try:
+                await asyncio.wait_for(self._full.wait(), self.SEND_INTERVAL_S)
+            except TimeoutError:
+                pass
+            self._full.clear()
+            await self._send_outbox()
+
+    async def _send_outbox(self) -> None:
+        rows, self._outbox = self._outbox, []
+        if rows:
+            await self._send(_batch(rows))
 
     async def _send(self, batch: list[tuple[str, list[dict]]]) -> None:
         delay = 0.05
@@ -180,10 +209,17 @@ class ObservabilityClient:
             return await self._reader.query(sql, parameters)
         return await self._call("query", sql, parameters)
 
-    async def flush(self) -> dict[str, Any]:
-        """Wait for this client's pending sends, then have the writer insert everything."""
+    async def drain(self) -> None:
+        """Send everything this client holds (graceful shutdown of a replica)."""
         if self._pending:
             await asyncio.gather(*list(self._pending), return_exceptions=True)
+        await self._send_outbox()
+        if self._sender is not None:
+            await asyncio.gather(self._sender, return_exceptions=True)
+
+    async def flush(self) -> dict[str, Any]:
+        """Send what this client holds, then have the writer insert everything."""
+        await self.drain()
         return await self._call("flush")
 
     async def status(self) -> dict[str, Any]:
