@@ -107,7 +107,7 @@ class Pool:
 def build_request(host: str, port: int, path: str, body: bytes) -> bytes:
     return (
         f"POST {path} HTTP/1.1\r\nhost: {host}:{port}\r\ncontent-type: application/json\r\n"
-        f"content-length: {len(body)}\r\nauthorization: Bearer bench\r\n\r\n"
+        f"content-length: {len(body)}\r\nauthorization: Bearer sk-bench\r\n\r\n"
     ).encode() + body
 
 

@@ -221,10 +221,12 @@ class Stack:
                   model: openai/bench
                   api_base: http://127.0.0.1:{self.mock_port}/v1
                   api_key: none
+            general_settings:
+              master_key: sk-bench
             """)
         )
         self.spawn([binary, "--config", str(config), "--port", str(port), "--num_workers", "2"])
-        wait_http(f"http://127.0.0.1:{port}/health/liveliness")
+        wait_http(f"http://127.0.0.1:{port}/health/liveliness", timeout_s=300)
         return port
 
     def close(self) -> None:
