@@ -115,11 +115,9 @@ class Stack:
         wait_http(f"http://127.0.0.1:{self.mock_port}/")
         return process
 
-    def tzray(self, routers: str, observability: bool, extra: list[str]) -> int:
-        port = free_port()
-        config = self.workdir / "tensorzero.toml"
-        config.write_text(
-            textwrap.dedent(f"""
+    def gateway_config(self, observability: bool) -> str:
+        """One function, one variant, one model on the mock: the same for both gateways."""
+        return textwrap.dedent(f"""
             [gateway]
             observability.enabled = {str(observability).lower()}
 
@@ -138,7 +136,11 @@ class Stack:
             model = "bench"
             max_tokens = 100
             """)
-        )
+
+    def tzray(self, routers: str, observability: bool, extra: list[str]) -> int:
+        port = free_port()
+        config = self.workdir / "tensorzero.toml"
+        config.write_text(self.gateway_config(observability))
         subprocess.run(
             [
                 sys.executable,
@@ -167,25 +169,7 @@ class Stack:
             return None
         config = self.workdir / "tz" / "tensorzero.toml"
         config.parent.mkdir(exist_ok=True)
-        config.write_text(
-            textwrap.dedent(f"""
-            [gateway]
-            observability.enabled = false
-            [models.bench]
-            routing = ["mock"]
-            [models.bench.providers.mock]
-            type = "openai"
-            model_name = "bench"
-            api_base = "http://127.0.0.1:{self.mock_port}/v1/"
-            api_key_location = "none"
-            [functions.function1]
-            type = "chat"
-            [functions.function1.variants.variant1]
-            type = "chat_completion"
-            model = "bench"
-            max_tokens = 100
-            """)
-        )
+        config.write_text(self.gateway_config(observability=False))
         script = textwrap.dedent(f"""
             import sys, time, tensorzero
             gateway = tensorzero._start_http_gateway(config_file={str(config)!r}, clickhouse_url=None,
