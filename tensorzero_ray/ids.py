@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import threading
 import time
 import uuid
@@ -16,6 +17,9 @@ WORKFLOW_EVALUATION_OFFSET_S = 10_000_000_000
 _EARLIEST_MS = int(datetime(2020, 1, 23, tzinfo=timezone.utc).timestamp() * 1000)
 
 _lock = threading.Lock()
+# Seeded from the OS once per process: ids need to be unique, not secret, and a syscall per
+# id showed up in the gateway's profile.
+_random = random.Random(os.urandom(32))
 _last_ms = 0
 _counter = 0
 
@@ -32,10 +36,10 @@ def uuid7(timestamp_ms: int | None = None) -> uuid.UUID:
                 ms += 1
                 _counter = 0
         else:
-            _counter = int.from_bytes(os.urandom(2), "big") & 0x07FF
+            _counter = _random.getrandbits(11)
         if timestamp_ms is None:
             _last_ms = ms
-        rand_b = int.from_bytes(os.urandom(8), "big") & ((1 << 62) - 1)
+        rand_b = _random.getrandbits(62)
     value = (ms & ((1 << 48) - 1)) << 80
     value |= 0x7 << 76
     value |= (_counter & 0xFFF) << 64

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import AsyncIterator
 from typing import Any, TypeVar
 
 import orjson
@@ -97,7 +99,44 @@ def stream_error_message(exc: BaseException) -> str:
     return error.message if isinstance(error, TensorZeroError) else f"Internal error: {type(error).__name__}"
 
 
-def sse_response(events) -> StreamingResponse:
+def sse_response(events: AsyncIterator[bytes]) -> StreamingResponse:
     return StreamingResponse(
-        events, media_type="text/event-stream", headers={VERSION_HEADER: __version__, "cache-control": "no-cache"}
+        coalesce(events),
+        media_type="text/event-stream",
+        headers={VERSION_HEADER: __version__, "cache-control": "no-cache"},
     )
+
+
+_END = object()
+
+
+async def coalesce(events: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """Write whatever events are ready as one piece: chunks that arrive together from the
+    provider leave together, one ASGI message instead of dozens (bench/README.md)."""
+    queue: asyncio.Queue = asyncio.Queue()
+
+    async def pump() -> None:
+        try:
+            async for event in events:
+                queue.put_nowait(event)
+        except Exception as exc:  # noqa: BLE001 - handed to the consumer, which re-raises it
+            queue.put_nowait(exc)
+        finally:
+            queue.put_nowait(_END)
+
+    task = asyncio.get_running_loop().create_task(pump())
+    try:
+        while True:
+            batch = [await queue.get()]
+            while not queue.empty() and not isinstance(batch[-1], Exception) and batch[-1] is not _END:
+                batch.append(queue.get_nowait())
+            tail = batch[-1]
+            ready = [item for item in batch if isinstance(item, bytes)]
+            if ready:
+                yield b"".join(ready)
+            if isinstance(tail, Exception):
+                raise tail
+            if tail is _END:
+                return
+    finally:
+        task.cancel()
