@@ -167,7 +167,8 @@ def up_command(args) -> int:
     STATE_FILE.parent.mkdir(parents=True, exist_ok=True)
     STATE_FILE.write_text(json.dumps({"started_ray": started_ray or previous.get("started_ray", False), "url": url}))
     print(f"tensorzero-ray gateway is up at {url}")
-    print(f"  try: curl -s {url}/inference -H 'content-type: application/json' -d @request.json")
+    example = '{"model_name": "dummy::good", "input": {"messages": [{"role": "user", "content": "Hello"}]}}'
+    print(f"  try: curl -s {url}/inference -H 'content-type: application/json' -d '{example}'")
     return 0
 
 
