@@ -375,6 +375,7 @@ async def main() -> None:
     parser.add_argument("--no-observability", action="store_true", help="run tensorzero-ray without storage")
     parser.add_argument("--no-ha-proxy", action="store_true", help="Serve's Python proxy instead of HAProxy")
     parser.add_argument("--no-dashboard", action="store_true", help="start Ray without its dashboard")
+    parser.add_argument("--gateway-replicas", type=int, default=min(os.cpu_count() or 1, 4))
     parser.add_argument("--skip", default="", help="comma-separated systems to leave out: tensorzero,litellm")
     args = parser.parse_args()
     rates = [float(r) for r in args.rates.split(",")]
@@ -387,6 +388,7 @@ async def main() -> None:
             extra = [
                 flag for flag, on in (("--no-ha-proxy", args.no_ha_proxy), ("--no-dashboard", args.no_dashboard)) if on
             ]
+            extra += ["--gateway-replicas", str(args.gateway_replicas)]
             tzray_port = stack.tzray(args.routers, not args.no_observability, extra)
             tz_port = None if "tensorzero" in skip else stack.tensorzero()
             litellm_port = None if "litellm" in skip else stack.litellm()

@@ -30,6 +30,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     up.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for /health")
     up.add_argument(
+        "--gateway-replicas",
+        type=int,
+        default=min(os.cpu_count() or 1, 4),
+        help="Gateway replicas (processes); default one per core, at most 4 (see bench/README.md)",
+    )
+    up.add_argument(
         "--no-ha-proxy",
         dest="ha_proxy",
         action="store_false",
@@ -150,7 +156,8 @@ def up_command(args) -> int:
         return 2
     started_ray = _connect(args.address, args.ha_proxy, args.dashboard)
     serve.start(http_options={"host": args.host, "port": args.port})
-    serve.run(build_application(config, routers=args.routers), name=APP_NAME, route_prefix="/")
+    application = build_application(config, routers=args.routers, gateway_replicas=args.gateway_replicas)
+    serve.run(application, name=APP_NAME, route_prefix="/")
     url = f"http://{args.host}:{args.port}"
     deadline = time.monotonic() + args.timeout
     while True:

@@ -114,20 +114,23 @@ def router_deployment_name(function_name: str) -> str:
     return "FunctionRouter-" + re.sub(r"[^A-Za-z0-9_-]", "_", function_name)
 
 
-def build_application(config: Config, *, routers: str = "in_process", workdir: str | None = None) -> Application:
+def build_application(
+    config: Config, *, routers: str = "in_process", workdir: str | None = None, gateway_replicas: int = 1
+) -> Application:
     """`in_process` (the default, the faster in bench/) runs the FunctionRouters inside the
     Gateway replica; `deployments` gives each function its own autoscaling deployment."""
     if routers not in ("deployments", "in_process"):
         raise ValueError(f"routers must be `deployments` or `in_process`, not `{routers}`")
     storage = StorageSettings.from_config(config, workdir)
     writer = WriterDeployment.bind(storage) if storage is not None else None
+    gateway = GatewayDeployment.options(num_replicas=gateway_replicas)
     if routers == "in_process":
-        return GatewayDeployment.bind(config, None, storage, writer)
+        return gateway.bind(config, None, storage, writer)
     handles = {
         name: FunctionRouterDeployment.options(name=router_deployment_name(name)).bind(config, name, storage, writer)
         for name in [*config.functions, DEFAULT_FUNCTION]
     }
-    return GatewayDeployment.bind(config, handles, storage, writer)
+    return gateway.bind(config, handles, storage, writer)
 
 
 def build_app(args: dict[str, Any]) -> Application:
