@@ -177,7 +177,7 @@ async def test_unreachable_server_spools_and_bounded_buffer(tmp_path):
     spool = Spool(tmp_path / "spool.jsonl")
     writer = BatchWriter(store, spool, max_rows=10, max_buffered_rows=25)
     for index in range(40):
-        writer.submit("ChatInference", [{"id": index}])
+        await writer.submit("ChatInference", [{"id": index}])
     assert writer.buffered_rows <= 25
     await writer.flush()
     assert spool.pending_rows() == 40
@@ -228,7 +228,7 @@ async def test_close_flushes_what_is_buffered(writer, tmp_path):
         ).record()
         for _ in range(5)
     ]
-    slow.submit("ChatInference", rows)
+    await slow.submit("ChatInference", rows)
     await slow.close()
     found = await writer.store.query(
         "SELECT count() AS n FROM ChatInference WHERE tags['close'] = {t:String}", {"t": tag}

@@ -93,7 +93,7 @@ class ObservabilityWriter:
     async def write(self, batch: list[tuple[str, list[dict]]]) -> None:
         await self.start()
         for table, rows in batch:
-            self.writer.submit(table, rows)
+            await self.writer.submit(table, rows)
 
     async def query(self, sql: str, parameters: dict | None = None) -> list[dict[str, Any]]:
         await self.start()
@@ -110,7 +110,7 @@ class ObservabilityWriter:
         return {
             "clickhouse": "ok" if await self.store.ping() else "error",
             "buffered_rows": self.writer.buffered_rows,
-            "spooled_rows": self.spool.pending_rows(),
+            "spooled_rows": await asyncio.to_thread(self.spool.pending_rows),
         }
 
     async def close(self) -> None:
@@ -197,7 +197,7 @@ class ObservabilityClient:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
         for table, rows in batch:
-            self._spool.append(uuid.uuid4().hex, table, rows)
+            await asyncio.to_thread(self._spool.append, uuid.uuid4().hex, table, rows)
 
     async def _call(self, method: str, *args):
         if self._local:

@@ -45,12 +45,12 @@ class BatchWriter:
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run())
 
-    def submit(self, table: str, rows: list[dict]) -> None:
+    async def submit(self, table: str, rows: list[dict]) -> None:
         if not rows:
             return
         if self._buffered + len(rows) > self.max_buffered_rows:
             # Backpressure: keep memory bounded, keep the rows.
-            self.spool.append(uuid.uuid4().hex, table, rows)
+            await asyncio.to_thread(self.spool.append, uuid.uuid4().hex, table, rows)
             return
         self._buffers[table].extend(rows)
         self._buffered += len(rows)
@@ -88,11 +88,11 @@ class BatchWriter:
                         self.inserted_rows += len(batch)
                     except StoreUnavailable as exc:
                         logger.warning("insert into %s failed (%s); spooling %d rows", table, exc, len(batch))
-                        self.spool.append(token, table, batch)
+                        await asyncio.to_thread(self.spool.append, token, table, batch)
 
     async def replay(self) -> int:
         """Insert spooled batches in order; stop at the first failure. Returns rows replayed."""
-        batches = self.spool.batches()
+        batches = await asyncio.to_thread(self.spool.batches)
         if not batches:
             return 0
         done: set[str] = set()
@@ -106,7 +106,7 @@ class BatchWriter:
         except StoreUnavailable as exc:
             logger.info("database still unavailable (%s); %d spooled batches wait", exc, len(batches) - len(done))
         if done:
-            self.spool.drop(done)
+            await asyncio.to_thread(self.spool.drop, done)
             self.inserted_rows += replayed
         return replayed
 
