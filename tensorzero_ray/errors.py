@@ -140,11 +140,7 @@ class AllVariantsFailed(TensorZeroError):
 
 
 class StreamError(TensorZeroError):
-    """An error inside a stream after the first chunk; `fatal` ends the stream."""
-
-    def __init__(self, message: str, *, fatal: bool = False):
-        super().__init__(message, 500)
-        self.fatal = fatal
+    """An error inside a stream after its first chunk: it ends the stream."""
 
 
 def unwrap(exc: BaseException) -> BaseException:

@@ -213,9 +213,9 @@ class ModelStream:
                 except StopAsyncIteration:
                     return
                 except TimeoutError:
-                    raise StreamError(f"Model provider {self.provider_name} timed out mid-stream", fatal=True) from None
+                    raise StreamError(f"Model provider {self.provider_name} timed out mid-stream") from None
                 except TensorZeroError as exc:
-                    raise StreamError(exc.message, fatal=True) from None
+                    raise StreamError(exc.message) from None
                 yield self._observe(chunk)
                 if chunk.fatal:
                     return

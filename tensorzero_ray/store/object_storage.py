@@ -49,9 +49,6 @@ class FilesystemObjectStore:
         await asyncio.to_thread(self._put, key, data)
         return {"kind": self.kind(), "path": key}
 
-    async def get(self, key: str) -> bytes:
-        return await asyncio.to_thread((self.base / key).read_bytes)
-
 
 async def pointer_blocks(store: FilesystemObjectStore, stored_input: dict) -> dict:
     """The stored input with base64 file blocks replaced by object-storage pointers."""

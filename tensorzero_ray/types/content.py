@@ -84,9 +84,6 @@ class Thought(Block):
     provider_type: str | None = Field(default=None, alias="_internal_provider_type")
     extra_data: Any = None
 
-    def model_dump_public(self) -> dict:
-        return self.model_dump(exclude_none=True, by_alias=False)
-
 
 class File(Block):
     """An image or file, by URL or inline base64."""
