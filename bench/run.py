@@ -374,6 +374,9 @@ async def main() -> None:
     parser.add_argument("--routers", default="in_process", choices=["deployments", "in_process"])
     parser.add_argument("--no-observability", action="store_true", help="run tensorzero-ray without storage")
     parser.add_argument("--no-ha-proxy", action="store_true", help="Serve's Python proxy instead of HAProxy")
+    parser.add_argument(
+        "--no-throughput-optimized", action="store_true", help="leave RAY_SERVE_THROUGHPUT_OPTIMIZED off"
+    )
     parser.add_argument("--no-dashboard", action="store_true", help="start Ray without its dashboard")
     parser.add_argument("--gateway-replicas", type=int, default=min(os.cpu_count() or 1, 4))
     parser.add_argument("--skip", default="", help="comma-separated systems to leave out: tensorzero,litellm")
@@ -385,9 +388,12 @@ async def main() -> None:
         stack = Stack(Path(tmp), mock_port)
         try:
             mock = stack.mock()
-            extra = [
-                flag for flag, on in (("--no-ha-proxy", args.no_ha_proxy), ("--no-dashboard", args.no_dashboard)) if on
-            ]
+            flags = (
+                ("--no-ha-proxy", args.no_ha_proxy),
+                ("--no-throughput-optimized", args.no_throughput_optimized),
+                ("--no-dashboard", args.no_dashboard),
+            )
+            extra = [flag for flag, on in flags if on]
             extra += ["--gateway-replicas", str(args.gateway_replicas)]
             tzray_port = stack.tzray(args.routers, not args.no_observability, extra)
             tz_port = None if "tensorzero" in skip else stack.tensorzero()

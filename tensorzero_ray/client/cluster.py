@@ -65,6 +65,9 @@ class ClusterClient:
 
     def __init__(self, app_name: str = APP_NAME):
         self._handle = serve.get_app_handle(app_name)
+        # Blocking calls need the handle's router on its own loop; clusters started with
+        # RAY_SERVE_THROUGHPUT_OPTIMIZED=1 (as `tzray up` does) default to the caller's loop.
+        self._handle._init(_run_router_in_separate_loop=True)
 
     def inference(self, *, input: dict[str, Any], stream: bool | None = None, **fields: Any):
         payload = body(input=input, stream=stream, **fields)
