@@ -113,6 +113,26 @@ class ProviderError(TensorZeroError):
         return not self.rate_limited
 
 
+class UnservableInput(InvalidRequest):
+    """A self-hosted model cannot take this input (too long for its context, a file it cannot
+    read): the caller's to fix, so no retry, and wrappers whose last error is one answer 400."""
+
+    @property
+    def retryable(self) -> bool:
+        return False
+
+
+class PromptTooLong(UnservableInput):
+    pass
+
+
+def _wrapper_status(last: TensorZeroError | None, default: int) -> int:
+    while last is not None and not isinstance(last, UnservableInput):
+        nested = getattr(last, "errors", None)
+        last = list(nested.values())[-1] if nested else None
+    return 400 if last is not None else default
+
+
 class Timeout(TensorZeroError):
     status_code = 408
 
@@ -121,7 +141,7 @@ class AllModelProvidersFailed(TensorZeroError):
     def __init__(self, errors: dict[str, TensorZeroError]):
         joined = ", ".join(f"{name}: {err.message}" for name, err in errors.items())
         last = list(errors.values())[-1] if errors else None
-        status = 429 if isinstance(last, ProviderError) and last.rate_limited else 500
+        status = 429 if isinstance(last, ProviderError) and last.rate_limited else _wrapper_status(last, 500)
         super().__init__(f"All model providers failed to infer with errors: {joined}", status)
         self.errors = errors
 
@@ -134,7 +154,7 @@ class AllVariantsFailed(TensorZeroError):
     def __init__(self, errors: dict[str, TensorZeroError]):
         joined = "\n".join(f"{name}: {err.message}" for name, err in errors.items())
         last = list(errors.values())[-1] if errors else None
-        status = 429 if last is not None and last.status_code == 429 else 502
+        status = 429 if last is not None and last.status_code == 429 else _wrapper_status(last, 502)
         super().__init__(f"All variants failed with errors: {joined}", status)
         self.errors = errors
 

@@ -63,6 +63,16 @@ def _resolve_paths(node: dict[str, Any], prefix: tuple[str, ...], base: Path) ->
             _resolve_paths(value, key_path, base)
         elif isinstance(value, str) and is_path_key(key_path):
             node[key] = str((base / value).resolve())
+        elif key == "model_name" and node.get("type") == "ray_serve" and _local_model_path(value, base):
+            node[key] = str((base / value).expanduser().resolve())
+
+
+def _local_model_path(value: Any, base: Path) -> bool:
+    """A self-hosted model named by path (`./`, `../`, `/`, `~`) or by a directory that exists
+    next to the declaring file; anything else stays a hub name."""
+    if not isinstance(value, str):
+        return False
+    return value.startswith((".", "/", "~")) or (base / value).is_dir()
 
 
 def _merge(into: dict, new: dict, prefix: tuple[str, ...], path: Path, origins: dict) -> None:

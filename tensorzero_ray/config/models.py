@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -126,6 +127,48 @@ class DummyProviderConfig(ProviderBase):
     model_name: str
 
 
+class GenerationDefaults(Strict):
+    """Sampling defaults of a self-hosted model; the variant and the request override them."""
+
+    temperature: float | None = Field(default=None, ge=0)
+    top_p: float | None = Field(default=None, gt=0, le=1)
+    max_tokens: int = Field(default=256, ge=1)
+    stop_sequences: list[str] = Field(default_factory=list)
+    repetition_penalty: float | None = Field(default=None, gt=0)
+
+
+class RayServeProviderConfig(ProviderBase):
+    """A model tensorzero-ray hosts itself: a `LocalModel` Serve deployment per provider.
+    `model_name` is a model directory (relative to the declaring file) or a hub name."""
+
+    type: Literal["ray_serve"]
+    model_name: str
+    engine: Literal["transformers", "vllm"] = "transformers"
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    max_context_tokens: int | None = Field(default=None, ge=1)
+    generation: GenerationDefaults = Field(default_factory=GenerationDefaults)
+    deployment_name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]+$")
+    num_replicas: int | None = Field(default=None, ge=1)
+    autoscaling_config: dict[str, Any] | None = None
+    max_ongoing_requests: int = Field(default=8, ge=1)
+    ray_actor_options: dict[str, Any] = Field(default_factory=lambda: {"num_cpus": 1})
+
+    @model_validator(mode="after")
+    def _replicas_or_autoscaling(self) -> "RayServeProviderConfig":
+        if self.num_replicas is not None and self.autoscaling_config is not None:
+            raise ValueError("set `num_replicas` or `autoscaling_config`, not both")
+        return self
+
+
+def local_deployment_name(model_key: str, provider_key: str, config: RayServeProviderConfig) -> str:
+    """The Serve deployment that hosts one `ray_serve` provider; a Serve YAML overrides its
+    settings under this name."""
+    if config.deployment_name:
+        return config.deployment_name
+    return "LocalModel-" + re.sub(r"[^A-Za-z0-9_-]", "_", f"{model_key}-{provider_key}")
+
+
 class UnsupportedProviderConfig(ProviderBase):
     """Provider types TensorZero has and we do not serve yet: parsed so the error names them."""
 
@@ -147,6 +190,7 @@ ProviderConfig = Annotated[
         AzureProviderConfig,
         AnthropicProviderConfig,
         DummyProviderConfig,
+        RayServeProviderConfig,
         UnsupportedProviderConfig,
     ],
     Field(discriminator="type"),

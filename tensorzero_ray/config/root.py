@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -20,6 +22,7 @@ from tensorzero_ray.config.models import (
     EmbeddingModelConfig,
     ModelConfig,
     ProviderTypeConfig,
+    RayServeProviderConfig,
     UnsupportedProviderConfig,
     parse_shorthand,
 )
@@ -138,6 +141,11 @@ def _model_problems(config: Config) -> list[Problem]:
                         f"provider `{provider_name}` is not listed in `routing`",
                     )
                 )
+            if isinstance(provider, RayServeProviderConfig):
+                found += [
+                    (("models", name, "providers", provider_name, *loc), message)
+                    for loc, message in _local_model_problems(provider)
+                ]
             if isinstance(provider, UnsupportedProviderConfig):
                 found.append(
                     (
@@ -151,6 +159,20 @@ def _model_problems(config: Config) -> list[Problem]:
                 found.append(
                     (("embedding_models", name, "routing", str(index)), f"routing names unknown provider `{provider}`")
                 )
+    return found
+
+
+def _local_model_problems(provider: RayServeProviderConfig) -> list[Problem]:
+    """A model directory must exist and hold a model; hub names are checked when loaded."""
+    found: list[Problem] = []
+    path = Path(provider.model_name)
+    if path.is_absolute():
+        if not path.is_dir():
+            found.append((("model_name",), f"model directory `{path}` does not exist"))
+        elif not (path / "config.json").is_file():
+            found.append((("model_name",), f"`{path}` is not a model directory (it has no config.json)"))
+    if provider.engine == "vllm" and importlib.util.find_spec("vllm") is None:
+        found.append((("engine",), "engine `vllm` needs the vllm package (GPU machines); use `transformers`"))
     return found
 
 

@@ -11,7 +11,14 @@ from typing import Any
 
 import orjson
 
-from tensorzero_ray.config.models import CostEntry, ModelConfig, Timeouts, shorthand_model
+from tensorzero_ray.config.models import (
+    CostEntry,
+    ModelConfig,
+    RayServeProviderConfig,
+    Timeouts,
+    local_deployment_name,
+    shorthand_model,
+)
 from tensorzero_ray.errors import AllModelProvidersFailed, ProviderError, StreamError, TensorZeroError, Timeout
 from tensorzero_ray.ids import uuid7
 from tensorzero_ray.providers import CallContext, Provider, build_provider
@@ -68,12 +75,26 @@ def compute_cost(entries: list[CostEntry], raw: list[Any], streaming: bool) -> f
 
 
 class Model:
-    def __init__(self, name: str, config: ModelConfig, *, outbound_timeout_s: float = 900.0):
+    def __init__(
+        self,
+        name: str,
+        config: ModelConfig,
+        *,
+        outbound_timeout_s: float = 900.0,
+        local_models: dict[str, Any] | None = None,
+    ):
         self.name = name
         self.config = config
-        self.providers: list[tuple[str, Provider]] = [
-            (p, build_provider(p, config.providers[p], timeout_s=outbound_timeout_s)) for p in config.routing
-        ]
+        self.providers: list[tuple[str, Provider]] = []
+        for provider_name in config.routing:
+            provider_config = config.providers[provider_name]
+            handle = None
+            if isinstance(provider_config, RayServeProviderConfig):
+                handle = (local_models or {}).get(local_deployment_name(name, provider_name, provider_config))
+            provider = build_provider(
+                provider_name, provider_config, timeout_s=outbound_timeout_s, local_handle=handle
+            )
+            self.providers.append((provider_name, provider))
 
     async def aclose(self) -> None:
         for _, provider in self.providers:
@@ -288,9 +309,16 @@ class ModelRegistry:
     """Configured models plus `provider::model` shorthands, built once per process so each
     provider keeps one connection pool."""
 
-    def __init__(self, models: dict[str, ModelConfig], *, outbound_timeout_s: float = 900.0):
+    def __init__(
+        self,
+        models: dict[str, ModelConfig],
+        *,
+        outbound_timeout_s: float = 900.0,
+        local_models: dict[str, Any] | None = None,
+    ):
         self._configs = models
         self._timeout_s = outbound_timeout_s
+        self._local_models = local_models or {}
         self._models: dict[str, Model] = {}
 
     def get(self, name: str) -> Model | None:
@@ -299,7 +327,9 @@ class ModelRegistry:
             config = self._configs.get(name) or shorthand_model(name)
             if config is None:
                 return None
-            model = self._models[name] = Model(name, config, outbound_timeout_s=self._timeout_s)
+            model = self._models[name] = Model(
+                name, config, outbound_timeout_s=self._timeout_s, local_models=self._local_models
+            )
         return model
 
     async def aclose(self) -> None:

@@ -8,6 +8,7 @@ from tensorzero_ray.providers.anthropic import AnthropicProvider
 from tensorzero_ray.providers.base import CallContext, Provider
 from tensorzero_ray.providers.dummy import DummyProvider
 from tensorzero_ray.providers.openai import OpenAIProvider
+from tensorzero_ray.providers.ray_serve import RayServeProvider
 from tensorzero_ray.providers.openai_compatible import (
     AzureProvider,
     DeepSeekProvider,
@@ -41,15 +42,19 @@ PROVIDERS: dict[str, type[Provider]] = {
         TogetherProvider,
         VLLMProvider,
         XAIProvider,
+        RayServeProvider,
     )
 }
 
 
-def build_provider(name: str, config: Any, *, timeout_s: float) -> Provider:
+def build_provider(name: str, config: Any, *, timeout_s: float, local_handle: Any = None) -> Provider:
+    """`local_handle`: the Serve handle of the deployment hosting a `ray_serve` provider."""
     try:
         cls = PROVIDERS[config.type]
     except KeyError:
         raise ValueError(f"provider type `{config.type}` is not supported") from None
+    if cls is RayServeProvider:
+        return RayServeProvider(name, config, timeout_s=timeout_s, handle=local_handle)
     return cls(name, config, timeout_s=timeout_s)
 
 

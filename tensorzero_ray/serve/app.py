@@ -1,5 +1,5 @@
-"""The Serve application: a Gateway ingress, one FunctionRouter deployment per function, and the
-ObservabilityWriter. `build_app` is what `serve run` / `serve deploy` import (see deployments/)."""
+"""The Serve application: a Gateway ingress, one FunctionRouter deployment per function, a
+LocalModel deployment per self-hosted model, and the ObservabilityWriter. `build_app` is what `serve run` / `serve deploy` import (see deployments/)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ from tensorzero_ray.serve.function_router import DEFAULT_FUNCTION, FunctionRoute
 from tensorzero_ray.serve.gateway import create_app
 from tensorzero_ray.serve.http_io import parse_body, parse_inference_request
 from tensorzero_ray.serve.observability import ObservabilityClient, ObservabilityWriterDeployment, StorageSettings
-from tensorzero_ray.serve.routers import DeploymentRouters, LocalRouters
+from tensorzero_ray.serve.local_model import bind_local_models
+from tensorzero_ray.serve.routers import DeploymentRouters, LocalRouters, model_registry
 from tensorzero_ray.types.feedback import FeedbackRequest
 
 APP_NAME = "tensorzero"
@@ -40,12 +41,13 @@ class Gateway:
         router_handles: dict[str, Any] | None = None,
         storage: StorageSettings | None = None,
         writer: Any = None,
+        local_models: dict[str, Any] | None = None,
     ):
         observability = self._observability = _observability(storage, writer)
         if router_handles:
             self._routers = DeploymentRouters(router_handles)
         else:
-            self._routers = LocalRouters(config, observability)
+            self._routers = LocalRouters(config, observability, local_models)
         self._app = create_app(config, self._routers, observability)
 
     def __serve_build_asgi_app__(self):
@@ -83,8 +85,16 @@ class Gateway:
 class FunctionRouterReplica(FunctionRouter):
     """A FunctionRouter that reaches the ObservabilityWriter through its handle."""
 
-    def __init__(self, config: Config, function_name: str, storage: StorageSettings | None = None, writer: Any = None):
-        super().__init__(config, function_name, observability=_observability(storage, writer))
+    def __init__(
+        self,
+        config: Config,
+        function_name: str,
+        storage: StorageSettings | None = None,
+        writer: Any = None,
+        local_models: dict[str, Any] | None = None,
+    ):
+        models = model_registry(config, local_models)
+        super().__init__(config, function_name, models, observability=_observability(storage, writer))
 
     async def __del__(self):
         if self.observability is not None:
@@ -123,11 +133,14 @@ def build_application(
         raise ValueError(f"routers must be `deployments` or `in_process`, not `{routers}`")
     storage = StorageSettings.from_config(config, workdir)
     writer = WriterDeployment.bind(storage) if storage is not None else None
+    local_models = bind_local_models(config.models)
     gateway = GatewayDeployment.options(num_replicas=gateway_replicas)
     if routers == "in_process":
-        return gateway.bind(config, None, storage, writer)
+        return gateway.bind(config, None, storage, writer, local_models)
     handles = {
-        name: FunctionRouterDeployment.options(name=router_deployment_name(name)).bind(config, name, storage, writer)
+        name: FunctionRouterDeployment.options(name=router_deployment_name(name)).bind(
+            config, name, storage, writer, local_models
+        )
         for name in [*config.functions, DEFAULT_FUNCTION]
     }
     return gateway.bind(config, handles, storage, writer)

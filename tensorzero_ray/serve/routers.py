@@ -15,6 +15,12 @@ from tensorzero_ray.serve.observability import ObservabilityClient
 from tensorzero_ray.types import InferenceRequest, InferenceResponse
 
 
+def model_registry(config: Config, local_models: dict[str, Any] | None = None) -> ModelRegistry:
+    """One registry per process; `local_models` are the handles of the LocalModel deployments."""
+    timeout_s = config.gateway.global_outbound_http_timeout_ms / 1000
+    return ModelRegistry(config.models, outbound_timeout_s=timeout_s, local_models=local_models)
+
+
 class Routers(Protocol):
     async def infer(self, function_name: str, request: InferenceRequest) -> InferenceResponse: ...
 
@@ -26,8 +32,13 @@ class Routers(Protocol):
 class LocalRouters:
     """Every FunctionRouter in this process, sharing one model registry (one pool per provider)."""
 
-    def __init__(self, config: Config, observability: ObservabilityClient | None = None):
-        models = ModelRegistry(config.models, outbound_timeout_s=config.gateway.global_outbound_http_timeout_ms / 1000)
+    def __init__(
+        self,
+        config: Config,
+        observability: ObservabilityClient | None = None,
+        local_models: dict[str, Any] | None = None,
+    ):
+        models = model_registry(config, local_models)
         self._routers = {
             name: FunctionRouter(config, name, models, observability) for name in [*config.functions, DEFAULT_FUNCTION]
         }
