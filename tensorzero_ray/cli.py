@@ -202,8 +202,13 @@ def down_command(args) -> int:
         print("no Ray cluster is running")
         STATE_FILE.unlink(missing_ok=True)
         return 0
-    serve.delete(APP_NAME)
-    serve.shutdown()
+    from ray.serve.exceptions import RayServeException
+
+    try:
+        serve.delete(APP_NAME)
+        serve.shutdown()
+    except RayServeException:
+        pass  # Serve is already gone; Ray itself may still need stopping
     ray.shutdown()
     if state.get("started_ray"):
         subprocess.run([sys.executable, "-m", "ray.scripts.scripts", "stop"], check=False, stdout=subprocess.DEVNULL)
