@@ -112,13 +112,16 @@ def _config(tmp: Path, body: str) -> Path:
 def test_a_model_path_that_is_not_a_model_fails_start_up_naming_the_key(tmp_path):
     (tmp_path / "empty").mkdir()
     for name, message in (("./missing", "does not exist"), ("./empty", "is not a model directory")):
-        path = _config(tmp_path, f"""
+        path = _config(
+            tmp_path,
+            f"""
             [models.mine]
             routing = ["local"]
             [models.mine.providers.local]
             type = "ray_serve"
             model_name = "{name}"
-            """)
+            """,
+        )
         with pytest.raises(ConfigError) as error:
             load_config(path)
         assert "models.mine.providers.local.model_name" in str(error.value) and message in str(error.value)
@@ -126,13 +129,16 @@ def test_a_model_path_that_is_not_a_model_fails_start_up_naming_the_key(tmp_path
 
 def test_model_paths_resolve_against_the_config_file(model_dirs):
     base = model_dirs["greeter"].parent.parent
-    path = _config(base, """
+    path = _config(
+        base,
+        """
         [models.mine]
         routing = ["local"]
         [models.mine.providers.local]
         type = "ray_serve"
         model_name = "models/greeter"
-        """)
+        """,
+    )
     provider = load_config(path).models["mine"].providers["local"]
     assert provider.model_name == str(model_dirs["greeter"])
 

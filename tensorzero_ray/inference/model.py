@@ -91,9 +91,7 @@ class Model:
             handle = None
             if isinstance(provider_config, RayServeProviderConfig):
                 handle = (local_models or {}).get(local_deployment_name(name, provider_name, provider_config))
-            provider = build_provider(
-                provider_name, provider_config, timeout_s=outbound_timeout_s, local_handle=handle
-            )
+            provider = build_provider(provider_name, provider_config, timeout_s=outbound_timeout_s, local_handle=handle)
             self.providers.append((provider_name, provider))
 
     async def aclose(self) -> None:

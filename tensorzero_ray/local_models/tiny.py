@@ -12,7 +12,7 @@ SPECIAL_TOKENS = ["<pad>", "<unk>", "<|system|>", "<|user|>", "<|assistant|>", "
 
 CHAT_TEMPLATE = (
     "{% if tools %}<|system|>\n"
-    "To call a tool, answer <tool_call>{\"name\": NAME, \"arguments\": {...}}</tool_call>. Tools:"
+    'To call a tool, answer <tool_call>{"name": NAME, "arguments": {...}}</tool_call>. Tools:'
     "{% for tool in tools %}\n{{ tool | tojson }}{% endfor %}<|end|>\n{% endif %}"
     "{% for message in messages %}<|{{ message['role'] }}|>\n"
     "{% if message['content'] %}{{ message['content'] }}{% endif %}"
@@ -102,8 +102,9 @@ def _teach(model, tokenizer, pairs: list[tuple[str, str]], steps: int) -> None:
 
     rows = []
     for user, reply in pairs:
-        prompt = tokenizer.apply_chat_template([{"role": "user", "content": user}], tokenize=False,
-                                               add_generation_prompt=True)
+        prompt = tokenizer.apply_chat_template(
+            [{"role": "user", "content": user}], tokenize=False, add_generation_prompt=True
+        )
         prompt_ids = tokenizer(prompt, add_special_tokens=False).input_ids
         reply_ids = tokenizer(reply + "<|end|>", add_special_tokens=False).input_ids
         rows.append((prompt_ids + reply_ids, [-100] * len(prompt_ids) + reply_ids))

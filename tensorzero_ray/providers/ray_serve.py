@@ -13,8 +13,19 @@ from tensorzero_ray.errors import ProviderError, TensorZeroError, UnservableInpu
 from tensorzero_ray.local_models.protocol import GenerationDelta, GenerationRequest
 from tensorzero_ray.local_models.tool_calls import ParsedToolCall, ToolCallStream, split_tool_calls
 from tensorzero_ray.providers.base import CallContext, Provider
-from tensorzero_ray.types import FinishReason, Text, TextChunk, ToolCall, ToolCallChunk, ToolCallOutput, ToolResult
-from tensorzero_ray.types import File, Thought, Unknown, Usage
+from tensorzero_ray.types import (
+    File,
+    FinishReason,
+    Text,
+    TextChunk,
+    Thought,
+    ToolCall,
+    ToolCallChunk,
+    ToolCallOutput,
+    ToolResult,
+    Unknown,
+    Usage,
+)
 from tensorzero_ray.types.model import ModelInferenceRequest, ProviderChunk, ProviderResponse
 
 _FINISH = {"stop": FinishReason.STOP, "stop_sequence": FinishReason.STOP_SEQUENCE, "length": FinishReason.LENGTH}
@@ -91,8 +102,9 @@ class RayServeProvider(Provider):
             if text:
                 chunk.content.append(TextChunk(id="0", text=text))
             for call in found:
-                chunk.content.append(ToolCallChunk(id=_call_id(calls), raw_name=call.raw_name,
-                                                   raw_arguments=call.raw_arguments))
+                chunk.content.append(
+                    ToolCallChunk(id=_call_id(calls), raw_name=call.raw_name, raw_arguments=call.raw_arguments)
+                )
                 calls += 1
             if delta.finish_reason is not None:
                 chunk.usage = Usage(input_tokens=delta.input_tokens, output_tokens=delta.output_tokens)
@@ -183,9 +195,11 @@ def _openai_events(item: Any) -> list[dict]:
 def _messages(request: ModelInferenceRequest) -> list[dict[str, Any]]:
     system = request.system or ""
     if request.function_type == "json" and request.json_mode != "off":
-        schema = f" It must match this JSON schema: {orjson.dumps(request.output_schema).decode()}" if (
-            request.output_schema
-        ) else ""
+        schema = (
+            f" It must match this JSON schema: {orjson.dumps(request.output_schema).decode()}"
+            if request.output_schema
+            else ""
+        )
         system = f"{system}\n\n{JSON_INSTRUCTION}{schema}".strip()
     out: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
     for message in request.messages:
@@ -195,8 +209,13 @@ def _messages(request: ModelInferenceRequest) -> list[dict[str, Any]]:
             if isinstance(block, Text):
                 texts.append(block.text or "")
             elif isinstance(block, ToolCall):
-                calls.append({"type": "function", "id": block.id,
-                              "function": {"name": block.name, "arguments": _arguments(block.arguments)}})
+                calls.append(
+                    {
+                        "type": "function",
+                        "id": block.id,
+                        "function": {"name": block.name, "arguments": _arguments(block.arguments)},
+                    }
+                )
             elif isinstance(block, ToolResult):
                 out.append({"role": "tool", "name": block.name, "tool_call_id": block.id, "content": block.result})
             elif isinstance(block, File):
