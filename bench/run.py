@@ -16,6 +16,7 @@ import json
 import os
 import resource
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -104,8 +105,14 @@ class Stack:
         self.stopped: list[list[str]] = []
 
     def spawn(self, args: list[str], **kwargs) -> subprocess.Popen:
+        # Own process group: LiteLLM's proxy forks workers that must go when it goes.
         process = subprocess.Popen(
-            args, cwd=self.workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **kwargs
+            args,
+            cwd=self.workdir,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            **kwargs,
         )
         self.processes.append(process)
         return process
@@ -217,7 +224,10 @@ class Stack:
         for command in self.stopped:
             subprocess.run(command, cwd=self.workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         for process in self.processes:
-            process.kill()
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
 
 def targets(
