@@ -174,32 +174,43 @@ class _Sampler:
 
 class _TextBuilder:
     """Decodes the generated tokens as they come, finds stop sequences, and releases text
-    only once no stop sequence or half-decoded character can still change it."""
+    only once no stop sequence or half-decoded character can still change it. Each token
+    decodes a short window (the last settled tokens onward), not the whole answer again."""
 
     def __init__(self, tokenizer: Any, stop: list[str]):
         self._tokenizer = tokenizer
         self._stop = [s for s in stop if s]
-        self._hold = max((len(s) for s in self._stop), default=1) - 1
+        self._longest = max((len(s) for s in self._stop), default=1)
         self.token_ids: list[int] = []
         self.final = ""
+        self._window = 0  # where the decode window starts
+        self._settled = 0  # tokens before this are in `final`
         self._released = 0
         self._stopped = False
 
     def add(self, token: int) -> bool:
         self.token_ids.append(token)
-        text = self._tokenizer.decode(self.token_ids, skip_special_tokens=True)
+        settled = self._decode(self._window, self._settled)
+        current = self._decode(self._window, len(self.token_ids))
+        if not current.endswith("\ufffd"):  # a character still missing bytes waits for the next token
+            self._append(current[len(settled) :])
+            self._window, self._settled = self._settled, len(self.token_ids)
+        return self._stopped
+
+    def _decode(self, start: int, end: int) -> str:
+        return self._tokenizer.decode(self.token_ids[start:end], skip_special_tokens=True)
+
+    def _append(self, new: str) -> None:
+        text = self.final + new
         for stop in self._stop:
-            at = text.find(stop, max(0, len(self.final) - len(stop)))
+            at = text.find(stop, max(0, len(self.final) - self._longest))
             if at >= 0:
                 text = text[:at]
                 self._stopped = True
         self.final = text
-        return self._stopped
 
     def take_ready(self) -> str:
-        end = len(self.final) if self._stopped else len(self.final) - self._hold
-        if not self._stopped and self.final.endswith("\ufffd"):
-            end = min(end, len(self.final) - 1)
+        end = len(self.final) if self._stopped else len(self.final) - (self._longest - 1)
         if end <= self._released:
             return ""
         piece = self.final[self._released : end]
@@ -207,6 +218,9 @@ class _TextBuilder:
         return piece
 
     def take_rest(self) -> str:
+        if not self._stopped and self._settled < len(self.token_ids):
+            settled = self._decode(self._window, self._settled)
+            self._append(self._decode(self._window, len(self.token_ids))[len(settled) :])
         piece = self.final[self._released :]
         self._released = len(self.final)
         return piece

@@ -8,7 +8,6 @@ from tensorzero_ray.providers.anthropic import AnthropicProvider
 from tensorzero_ray.providers.base import CallContext, Provider
 from tensorzero_ray.providers.dummy import DummyProvider
 from tensorzero_ray.providers.openai import OpenAIProvider
-from tensorzero_ray.providers.ray_serve import RayServeProvider
 from tensorzero_ray.providers.openai_compatible import (
     AzureProvider,
     DeepSeekProvider,
@@ -23,6 +22,7 @@ from tensorzero_ray.providers.openai_compatible import (
     VLLMProvider,
     XAIProvider,
 )
+from tensorzero_ray.providers.ray_serve import RayServeProvider
 
 PROVIDERS: dict[str, type[Provider]] = {
     cls.provider_type: cls

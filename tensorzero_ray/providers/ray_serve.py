@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 
 from tensorzero_ray.errors import ProviderError, TensorZeroError, UnservableInput, unwrap
-from tensorzero_ray.local_models.protocol import GenerationDelta, GenerationRequest
+from tensorzero_ray.local_models.protocol import GenerationDelta, GenerationRequest, GenerationResult
 from tensorzero_ray.local_models.tool_calls import ParsedToolCall, ToolCallStream, split_tool_calls
 from tensorzero_ray.providers.base import CallContext, Provider
 from tensorzero_ray.types import (
@@ -64,17 +64,19 @@ class RayServeProvider(Provider):
 
     async def infer(self, request: ModelInferenceRequest, ctx: CallContext) -> ProviderResponse:
         generation = self.generation_request(request)
-        raw_request = orjson.dumps(generation.model_dump(exclude_none=True)).decode()
+        payload = generation.model_dump(exclude_none=True)
+        raw_request = orjson.dumps(payload).decode()
         if self.config.engine == "vllm":
             text, usage, finish, raw_response = await self._vllm_complete(generation, raw_request)
         else:
             try:
-                result = await self.handle.generate.remote(generation.model_dump())
+                reply = await self.handle.generate.remote(payload)
             except Exception as exc:  # noqa: BLE001 - every failure of the deployment is this provider's
                 raise self._failure(exc, raw_request) from None
-            text, finish = result["text"], result["finish_reason"]
-            usage = Usage(input_tokens=result["input_tokens"], output_tokens=result["output_tokens"])
-            raw_response = orjson.dumps(result).decode()
+            result = GenerationResult.model_validate(reply)
+            text, finish = result.text, result.finish_reason
+            usage = Usage(input_tokens=result.input_tokens, output_tokens=result.output_tokens)
+            raw_response = orjson.dumps(reply).decode()
         content, finish_reason = _content(text, finish, generation.tools is not None)
         return ProviderResponse(
             content=content,
@@ -86,11 +88,12 @@ class RayServeProvider(Provider):
 
     async def stream(self, request: ModelInferenceRequest, ctx: CallContext) -> AsyncIterator[ProviderChunk]:
         generation = self.generation_request(request)
-        raw_request = ctx.raw_request = orjson.dumps(generation.model_dump(exclude_none=True)).decode()
+        payload = generation.model_dump(exclude_none=True)
+        raw_request = ctx.raw_request = orjson.dumps(payload).decode()
         if self.config.engine == "vllm":
             deltas = self._vllm_deltas(generation, raw_request)
         else:
-            deltas = self._deltas(generation, raw_request)
+            deltas = self._deltas(payload, raw_request)
         tools = ToolCallStream() if generation.tools is not None else None
         calls = 0
         async for delta in deltas:
@@ -111,9 +114,9 @@ class RayServeProvider(Provider):
                 chunk.finish_reason = FinishReason.TOOL_CALL if calls else _FINISH[delta.finish_reason]
             yield chunk
 
-    async def _deltas(self, generation: GenerationRequest, raw_request: str) -> AsyncIterator[GenerationDelta]:
+    async def _deltas(self, payload: dict[str, Any], raw_request: str) -> AsyncIterator[GenerationDelta]:
         try:
-            async for item in self.handle.options(stream=True).generate_stream.remote(generation.model_dump()):
+            async for item in self.handle.options(stream=True).generate_stream.remote(payload):
                 yield GenerationDelta.model_validate(item)
         except Exception as exc:  # noqa: BLE001
             raise self._failure(exc, raw_request) from None

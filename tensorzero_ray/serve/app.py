@@ -1,5 +1,6 @@
 """The Serve application: a Gateway ingress, one FunctionRouter deployment per function, a
-LocalModel deployment per self-hosted model, and the ObservabilityWriter. `build_app` is what `serve run` / `serve deploy` import (see deployments/)."""
+LocalModel deployment per self-hosted model, and the ObservabilityWriter. `build_app` is what
+`serve run` / `serve deploy` import (see deployments/)."""
 
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ from tensorzero_ray.errors import InvalidRequest, UnknownFunction
 from tensorzero_ray.serve.function_router import DEFAULT_FUNCTION, FunctionRouter
 from tensorzero_ray.serve.gateway import create_app
 from tensorzero_ray.serve.http_io import parse_body, parse_inference_request
-from tensorzero_ray.serve.observability import ObservabilityClient, ObservabilityWriterDeployment, StorageSettings
 from tensorzero_ray.serve.local_model import bind_local_models
+from tensorzero_ray.serve.observability import ObservabilityClient, ObservabilityWriterDeployment, StorageSettings
 from tensorzero_ray.serve.routers import DeploymentRouters, LocalRouters, model_registry
 from tensorzero_ray.types.feedback import FeedbackRequest
 

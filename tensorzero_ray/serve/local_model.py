@@ -5,7 +5,6 @@ it like any deployment, and GPUs come from `ray_actor_options`."""
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -59,15 +58,6 @@ class LocalModel:
             max_context_tokens=spec.config.max_context_tokens,
             where=spec.where,
         )
-
-    async def info(self) -> dict[str, Any]:
-        return {
-            "model_name": self.spec.config.model_name,
-            "device": self.engine.device,
-            "dtype": self.engine.dtype,
-            "context_tokens": self.engine.context_tokens,
-            "pid": os.getpid(),
-        }
 
     async def generate(self, payload: dict) -> dict:
         request = GenerationRequest.model_validate(payload)
