@@ -39,6 +39,12 @@ def problems(exc: ValidationError, data: Any) -> list[tuple[tuple[str, ...], str
     return [(key_path(data, err["loc"]), describe(err)) for err in exc.errors()]
 
 
+def describe_errors(exc: ValidationError, data: Any) -> str:
+    """Every problem as "`key.path`: message", once each."""
+    parts = [f"`{'.'.join(path)}`: {message}" if path else message for path, message in problems(exc, data)]
+    return "; ".join(dict.fromkeys(parts))
+
+
 def check_tags(tags: dict[str, str], internal: bool) -> None:
     """`tensorzero::` tags are the gateway's own unless the request is internal."""
     if not internal:

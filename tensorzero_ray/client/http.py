@@ -3,22 +3,38 @@ gateway serves."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import httpx
 
 from tensorzero_ray.client.common import body, error_from, parse_chunk, parse_feedback, parse_response, sse_payload
+from tensorzero_ray.client.data_methods import DataMethods
 from tensorzero_ray.types import InferenceChunk
 from tensorzero_ray.types.feedback import FeedbackResponse
 
 
-class TensorZeroRayClient:
+class TensorZeroRayClient(DataMethods):
     """`with TensorZeroRayClient("http://localhost:8000") as client: client.inference(...)`"""
 
-    def __init__(self, gateway_url: str, *, timeout: float | None = 300.0, api_key: str | None = None):
+    def __init__(
+        self,
+        gateway_url: str,
+        *,
+        timeout: float | None = 300.0,
+        api_key: str | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ):
         headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
-        self._http = httpx.Client(base_url=gateway_url.rstrip("/"), timeout=timeout, headers=headers)
+        self._http = httpx.Client(
+            base_url=gateway_url.rstrip("/"), timeout=timeout, headers=headers, transport=transport
+        )
+
+    def _request(self, method: str, path: str, payload: dict | None, parse: Callable[[Any], Any]) -> Any:
+        response = self._http.request(method, path, json=payload)
+        if response.status_code != 200:
+            raise error_from(response.status_code, response.text)
+        return parse(response.json())
 
     def __enter__(self) -> "TensorZeroRayClient":
         return self
@@ -56,12 +72,27 @@ class TensorZeroRayClient:
         return parse_feedback(response.json())
 
 
-class AsyncTensorZeroRayClient:
+class AsyncTensorZeroRayClient(DataMethods):
     """`async with AsyncTensorZeroRayClient(url) as client: await client.inference(...)`"""
 
-    def __init__(self, gateway_url: str, *, timeout: float | None = 300.0, api_key: str | None = None):
+    def __init__(
+        self,
+        gateway_url: str,
+        *,
+        timeout: float | None = 300.0,
+        api_key: str | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ):
         headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
-        self._http = httpx.AsyncClient(base_url=gateway_url.rstrip("/"), timeout=timeout, headers=headers)
+        self._http = httpx.AsyncClient(
+            base_url=gateway_url.rstrip("/"), timeout=timeout, headers=headers, transport=transport
+        )
+
+    async def _request(self, method: str, path: str, payload: dict | None, parse: Callable[[Any], Any]) -> Any:
+        response = await self._http.request(method, path, json=payload)
+        if response.status_code != 200:
+            raise error_from(response.status_code, response.text)
+        return parse(response.json())
 
     async def __aenter__(self) -> "AsyncTensorZeroRayClient":
         return self

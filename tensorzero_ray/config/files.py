@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import orjson
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
-from pydantic import BaseModel, BeforeValidator
+from pydantic import BaseModel, BeforeValidator, ValidationInfo
 
 
 class TextFile(BaseModel):
@@ -34,7 +34,10 @@ def _read(value: Any) -> tuple[str, str] | None:
         raise ValueError(f"cannot read {path}: {exc}") from None
 
 
-def _load_text_file(value: Any) -> Any:
+def _load_text_file(value: Any, info: ValidationInfo) -> Any:
+    if isinstance(value, (str, Path)) and info.context and info.context.get("inline_only"):
+        # Configs that arrive in a request never name files on the server.
+        raise ValueError('a template here must be inline: {"path": "<label>", "contents": "<template>"}')
     read = _read(value)
     if read is None:
         return value

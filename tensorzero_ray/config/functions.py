@@ -10,6 +10,9 @@ from tensorzero_ray.config.files import Schema, SchemaFile, SchemaRef, Template
 from tensorzero_ray.config.variants import ChatCompletionSettings, VariantConfig
 from tensorzero_ray.types import SpecificToolChoice
 
+# The built-in chat function that serves `model_name` requests (spec §1.1).
+DEFAULT_FUNCTION = "tensorzero::default"
+
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")

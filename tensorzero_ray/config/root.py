@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from tensorzero_ray.config.functions import (
+    DEFAULT_FUNCTION,
     AdaptiveExperimentation,
     ChatFunctionConfig,
     EvaluationConfig,
@@ -33,6 +34,7 @@ from tensorzero_ray.config.variants import (
     MixtureOfNVariantConfig,
     variant_models,
 )
+from tensorzero_ray.errors import UnknownFunction
 
 Problem = tuple[tuple[str, ...], str]
 
@@ -111,6 +113,16 @@ class Config(Strict):
                     ((("evaluations", name, "function_name")), f"unknown function `{evaluation.function_name}`")
                 )
         return found
+
+    def function(self, name: str) -> FunctionConfig:
+        """A configured function, or the built-in `tensorzero::default` chat function; an
+        unknown name is the caller's 404."""
+        if name == DEFAULT_FUNCTION:
+            return ChatFunctionConfig(type="chat")
+        function = self.functions.get(name)
+        if function is None:
+            raise UnknownFunction(name)
+        return function
 
     def has_model(self, name: str) -> bool:
         return name in self.models or parse_shorthand(name) is not None

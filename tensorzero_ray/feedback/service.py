@@ -14,8 +14,8 @@ from tensorzero_ray.config import Config
 from tensorzero_ray.config.functions import ChatFunctionConfig, JsonFunctionConfig
 from tensorzero_ray.errors import InvalidRequest, NotFound, TensorZeroError
 from tensorzero_ray.ids import uuid7, uuid7_timestamp_ms
-from tensorzero_ray.inference.schemas import SchemaValidator
-from tensorzero_ray.inference.tools import ToolCallValidator, ToolCatalog
+from tensorzero_ray.inference.tools import ToolCatalog
+from tensorzero_ray.inference.written_outputs import chat_output_blocks, json_output_value
 from tensorzero_ray.serve.observability import ObservabilityClient
 from tensorzero_ray.store.rows import (
     BooleanMetricFeedbackRow,
@@ -24,7 +24,6 @@ from tensorzero_ray.store.rows import (
     FloatMetricFeedbackRow,
     Row,
 )
-from tensorzero_ray.types import Text, ToolCallOutput
 from tensorzero_ray.types.feedback import FeedbackRequest
 from tensorzero_ray.types.model import ToolDefinition, ToolSettings
 from tensorzero_ray.validation import check_tags
@@ -163,39 +162,9 @@ class FeedbackService:
                 "SELECT output_schema FROM JsonInference WHERE id = {id:UUID} LIMIT 1", {"id": target}
             )
             schema = orjson.loads(rows[0]["output_schema"]) if rows else function.output_schema_dict()
-            errors = SchemaValidator(schema).errors(value, "value")
-            if errors:
-                raise InvalidRequest(f"Demonstration does not match the output schema: {errors}")
-            return orjson.dumps({"raw": orjson.dumps(value).decode(), "parsed": value}).decode()
-        blocks = await self._chat_demonstration(value, target, function)
-        return orjson.dumps(blocks).decode()
-
-    async def _chat_demonstration(self, value: Any, target: uuid.UUID, function: ChatFunctionConfig | None) -> list:
-        if isinstance(value, str):
-            return [Text(text=value).model_dump(exclude_none=True)]
-        if not isinstance(value, list):
-            raise InvalidRequest("A chat demonstration must be a string or a list of content blocks")
-        validator = ToolCallValidator(await self._tools_at_inference(target, function))
-        blocks = []
-        for index, block in enumerate(value):
-            kind = block.get("type") if isinstance(block, dict) else None
-            if kind == "text" and isinstance(block.get("text"), str):
-                blocks.append({"type": "text", "text": block["text"]})
-            elif kind == "tool_call" and isinstance(block.get("name"), str) and "arguments" in block:
-                arguments = block["arguments"]
-                raw_arguments = arguments if isinstance(arguments, str) else orjson.dumps(arguments).decode()
-                call = validator.validate(
-                    ToolCallOutput(id=str(block.get("id", "")), raw_name=block["name"], raw_arguments=raw_arguments)
-                )
-                if call.name is None or call.arguments is None:
-                    raise InvalidRequest(
-                        f"Demonstration block {index}: tool call `{block['name']}` does not match "
-                        "a tool available to that inference"
-                    )
-                blocks.append(call.model_dump())
-            else:
-                raise InvalidRequest(f"Demonstration block {index} must be a text or tool_call block")
-        return blocks
+            return orjson.dumps(json_output_value(value, schema, "Demonstration")).decode()
+        tools = await self._tools_at_inference(target, function)
+        return orjson.dumps(chat_output_blocks(value, tools, "Demonstration")).decode()
 
     async def _tools_at_inference(self, target: uuid.UUID, function: ChatFunctionConfig | None) -> ToolSettings:
         rows = await self.observability.query(

@@ -16,9 +16,10 @@ from typing import TypeVar
 import orjson
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
+from pydantic import ValidationError
 
 from tensorzero_ray.config import Config
-from tensorzero_ray.config.functions import ChatFunctionConfig, JsonFunctionConfig
+from tensorzero_ray.config.functions import DEFAULT_FUNCTION, JsonFunctionConfig
 from tensorzero_ray.config.variants import ChatCompletionVariantConfig
 from tensorzero_ray.errors import (
     AllVariantsFailed,
@@ -26,7 +27,6 @@ from tensorzero_ray.errors import (
     NotImplementedYet,
     StreamError,
     TensorZeroError,
-    UnknownFunction,
     UnknownModel,
     UnknownVariant,
 )
@@ -57,6 +57,7 @@ from tensorzero_ray.types import (
     Usage,
 )
 from tensorzero_ray.types.model import ModelInferenceResult
+from tensorzero_ray.validation import describe_errors
 from tensorzero_ray.variants.base import InferenceCall, NotServedVariant, Variant
 from tensorzero_ray.variants.chat_completion import ChatCompletionVariant
 
@@ -64,8 +65,8 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-DEFAULT_FUNCTION = "tensorzero::default"
 DONE_EVENT = b"data: [DONE]\n\n"
+DYNAMIC_VARIANT = "tensorzero::dynamic_variant"
 
 
 def sse_event(payload: dict) -> bytes:
@@ -97,12 +98,7 @@ class FunctionRouter:
             else None
         )
         self.tools = ToolCatalog(config.tools)
-        if function_name == DEFAULT_FUNCTION:
-            self.function = ChatFunctionConfig(type="chat")
-        elif function_name in config.functions:
-            self.function = config.functions[function_name]
-        else:
-            raise UnknownFunction(function_name)
+        self.function = config.function(function_name)
         self.input_validator = InputValidator(self.function.schema_files())
         self._schema_names = set(self.function.schema_files())
         self.variants: dict[str, Variant] = {
@@ -170,8 +166,13 @@ class FunctionRouter:
     def _plan(self, request: InferenceRequest) -> "_Plan":
         if request.cache_options.enabled != "off":
             raise NotImplementedYet('The inference cache is not available yet; send cache_options.enabled = "off"')
+        dynamic = None
         if request.internal_dynamic_variant_config is not None:
-            raise NotImplementedYet("`internal_dynamic_variant_config` is not supported yet")
+            if not request.dryrun:
+                raise InvalidRequest("`internal_dynamic_variant_config` requires `dryrun: true`")
+            dynamic = self._dynamic_variant(
+                request.internal_dynamic_variant_config, request.variant_name or DYNAMIC_VARIANT
+            )
         if request.include_aggregated_response and not request.stream:
             raise InvalidRequest("`include_aggregated_response` requires `stream: true`")
         is_json = isinstance(self.function, JsonFunctionConfig)
@@ -206,7 +207,19 @@ class FunctionRouter:
             ),
         )
         episode_id = uuid.UUID(request.episode_id) if request.episode_id else uuid7()
-        return _Plan(self, request, call, episode_id, output_validator, ToolCallValidator(tool_settings))
+        return _Plan(self, request, call, episode_id, output_validator, ToolCallValidator(tool_settings), dynamic)
+
+    def _dynamic_variant(self, raw: dict, name: str) -> Variant:
+        """An ad-hoc `chat_completion` variant from the request (dry runs only: replays, the
+        UI's "try with another variant"); its templates are inline, never files."""
+        try:
+            config = ChatCompletionVariantConfig.model_validate(raw, context={"inline_only": True})
+        except ValidationError as exc:
+            raise InvalidRequest(f"Invalid `internal_dynamic_variant_config`: {describe_errors(exc, raw)}") from None
+        model = self.models.get(config.model)
+        if model is None:
+            raise UnknownModel(config.model)
+        return ChatCompletionVariant(name, config, model, self._schema_names)
 
     # --- shaping ----------------------------------------------------------------------------
 
@@ -376,6 +389,7 @@ class _Plan:
         episode_id: uuid.UUID,
         output_validator,
         tool_validator: ToolCallValidator,
+        dynamic: Variant | None = None,
     ):
         self.router = router
         self.call = call
@@ -392,7 +406,10 @@ class _Plan:
         self.output_validator = output_validator
         self.tool_validator = tool_validator
         self.pinned = request.variant_name
-        if self.pinned is not None:
+        self.dynamic = dynamic
+        if dynamic is not None:
+            self.pinned = dynamic.name
+        elif self.pinned is not None:
             self._ensure_variant(self.pinned)
         self.sampler = router.namespace_samplers.get(request.namespace or "", router.sampler)
         self.active = set(router.variants)
@@ -411,6 +428,9 @@ class _Plan:
         raise UnknownVariant(name)
 
     def variants(self):
+        if self.dynamic is not None:
+            yield self.dynamic.name, self.dynamic
+            return
         if self.pinned is not None:
             yield self.pinned, self.router.variants[self.pinned]
             return

@@ -16,6 +16,7 @@ from tensorzero_ray import __version__
 from tensorzero_ray.config import Config
 from tensorzero_ray.errors import RouteNotFound, TensorZeroError, UnknownFunction
 from tensorzero_ray.feedback import FeedbackService
+from tensorzero_ray.serve.data_routes import add_data_routes
 from tensorzero_ray.serve.http_io import (
     error_response,
     json_response,
@@ -96,6 +97,7 @@ def create_app(config: Config, routers: Routers, observability: ObservabilityCli
         return sse_response(_prepend(first, events))
 
     add_openai_routes(app, config, routers)
+    add_data_routes(app, config, routers, observability)
     return app
 
 

@@ -36,13 +36,6 @@ def error_response(exc: BaseException) -> Response:
     return json_error(exc, lambda message: {"error": message})
 
 
-def describe_validation_error(exc: ValidationError, data: Any) -> str:
-    parts = []
-    for path, message in validation.problems(exc, data):
-        parts.append(f"`{'.'.join(path)}`: {message}" if path else message)
-    return "; ".join(dict.fromkeys(parts))
-
-
 async def read_json(request: Request) -> Any:
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
@@ -64,7 +57,7 @@ def parse_body(model: type[T], data: Any) -> T:
     try:
         return model.model_validate(data, strict=True)
     except ValidationError as exc:
-        raise InvalidRequest(f"Invalid request: {describe_validation_error(exc, data)}") from None
+        raise InvalidRequest(f"Invalid request: {validation.describe_errors(exc, data)}") from None
 
 
 def parse_inference_request(data: Any) -> tuple[str, InferenceRequest]:

@@ -99,6 +99,11 @@ class ObservabilityWriter:
         await self.start()
         return await self.store.query(sql, parameters)
 
+    async def insert(self, table: str, rows: list[dict]) -> None:
+        """Insert now, not batched: for writes the caller reads back at once (datapoints)."""
+        await self.start()
+        await self.store.insert(table, rows, token=uuid.uuid4().hex)
+
     async def flush(self) -> dict[str, int]:
         """Insert what is buffered and replay the spool now; report what is still waiting."""
         await self.start()
@@ -208,6 +213,12 @@ class ObservabilityClient:
         if self._reader is not None:
             return await self._reader.query(sql, parameters)
         return await self._call("query", sql, parameters)
+
+    async def insert(self, table: str, rows: list[dict]) -> None:
+        if self._reader is not None:
+            await self._reader.insert(table, rows, token=uuid.uuid4().hex)
+        else:
+            await self._call("insert", table, rows)
 
     async def drain(self) -> None:
         """Send everything this client holds (graceful shutdown of a replica)."""

@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 
 from tensorzero_ray.store.rows import ChatInferenceRow, JsonInferenceRow, ModelInferenceRow, Row
-from tensorzero_ray.types import InferenceRequest, JsonOutput
+from tensorzero_ray.types import InferenceRequest, Input, JsonOutput
 from tensorzero_ray.types.model import ModelInferenceResult, ToolSettings
 
 
@@ -18,14 +18,18 @@ def _json(value: Any) -> str:
 
 
 def stored_input(request: InferenceRequest) -> dict[str, Any]:
+    return store_input(request.input)
+
+
+def store_input(value: Input) -> dict[str, Any]:
     """The input as TensorZero stores it: legacy shorthands resolved to explicit blocks."""
     messages = [
         {"role": m.role, "content": [b.model_dump(mode="json", exclude_none=True) for b in m.normalized_blocks()]}
-        for m in request.input.messages
+        for m in value.messages
     ]
     stored: dict[str, Any] = {"messages": messages}
-    if request.input.system is not None:
-        stored["system"] = request.input.system
+    if value.system is not None:
+        stored["system"] = value.system
     return stored
 
 

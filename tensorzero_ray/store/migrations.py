@@ -183,6 +183,30 @@ MIGRATIONS: tuple[Migration, ...] = (
             SELECT id, inference_id, value, tags, snapshot_hash FROM DemonstrationFeedback""",
         ),
     ),
+    Migration(
+        5,
+        "dataset tables",
+        (
+            """CREATE TABLE IF NOT EXISTS ChatInferenceDatapoint (
+            dataset_name LowCardinality(String), function_name LowCardinality(String), id UUID,
+            episode_id Nullable(UUID), input String, output Nullable(String), tool_params String DEFAULT '',
+            tags Map(String, String) DEFAULT map(), auxiliary String DEFAULT '', is_deleted Bool DEFAULT false,
+            updated_at DateTime64(6, 'UTC') DEFAULT now64(6, 'UTC'), staled_at Nullable(DateTime64(6, 'UTC')),
+            source_inference_id Nullable(UUID), is_custom Bool DEFAULT false, name Nullable(String),
+            dynamic_tools Array(String) DEFAULT [], dynamic_provider_tools Array(String) DEFAULT [],
+            allowed_tools Nullable(String), tool_choice Nullable(String), parallel_tool_calls Nullable(Bool),
+            snapshot_hash Nullable(UInt256), INDEX id_index id TYPE bloom_filter GRANULARITY 1
+        ) ENGINE = ReplacingMergeTree(updated_at, is_deleted) ORDER BY (dataset_name, function_name, id)""",
+            """CREATE TABLE IF NOT EXISTS JsonInferenceDatapoint (
+            dataset_name LowCardinality(String), function_name LowCardinality(String), id UUID,
+            episode_id Nullable(UUID), input String, output Nullable(String), output_schema String,
+            tags Map(String, String) DEFAULT map(), auxiliary String DEFAULT '', is_deleted Bool DEFAULT false,
+            updated_at DateTime64(6, 'UTC') DEFAULT now64(6, 'UTC'), staled_at Nullable(DateTime64(6, 'UTC')),
+            source_inference_id Nullable(UUID), is_custom Bool DEFAULT false, name Nullable(String),
+            snapshot_hash Nullable(UInt256), INDEX id_index id TYPE bloom_filter GRANULARITY 1
+        ) ENGINE = ReplacingMergeTree(updated_at, is_deleted) ORDER BY (dataset_name, function_name, id)""",
+        ),
+    ),
 )
 
 BOOKKEEPING = """CREATE TABLE IF NOT EXISTS TensorZeroMigration (

@@ -112,3 +112,34 @@ class DemonstrationFeedbackRow(Row):
     inference_id: uuid.UUID
     value: str
     tags: dict[str, str] = Field(default_factory=dict)
+
+
+class _DatapointRow(Row):
+    dataset_name: str
+    function_name: str
+    id: uuid.UUID
+    episode_id: uuid.UUID | None = None
+    input: str
+    output: str | None = None
+    tags: dict[str, str] = Field(default_factory=dict)
+    auxiliary: str = ""
+    is_deleted: bool = False
+    updated_at: str
+    staled_at: str | None = None
+    source_inference_id: uuid.UUID | None = None
+    is_custom: bool = False
+    name: str | None = None
+
+
+class ChatInferenceDatapointRow(_DatapointRow):
+    table: str = Field(default="ChatInferenceDatapoint", exclude=True)
+    dynamic_tools: list[str] = Field(default_factory=list)
+    dynamic_provider_tools: list[str] = Field(default_factory=list)
+    allowed_tools: str | None = None
+    tool_choice: str | None = None
+    parallel_tool_calls: bool | None = None
+
+
+class JsonInferenceDatapointRow(_DatapointRow):
+    table: str = Field(default="JsonInferenceDatapoint", exclude=True)
+    output_schema: str
