@@ -247,3 +247,24 @@ async def test_bad_requests(gateway, method, path, body, status, fragment):
     assert fragment in r.json()["error"]
     if method == "POST" and path.endswith("/datapoints") and status == 400:
         assert (await gateway.post(f"/v1/datasets/{dataset}/list_datapoints", json={})).status_code == 404
+
+
+def test_datasets_through_the_serve_stack(serve_url):
+    """On `tzray up`, datapoint writes go through the ObservabilityWriter deployment (the chDB
+    owner) and are readable at once; the sync client covers the round trip."""
+    from tensorzero_ray.client import TensorZeroRayClient
+
+    point = {
+        "type": "chat",
+        "function_name": "chat",
+        "input": {"system": {"assistant_name": "Ray"}, "messages": [{"role": "user", "content": "Hi"}]},
+        "output": "Hello from a person",
+    }
+    dataset = name()
+    with TensorZeroRayClient(serve_url) as client:
+        (dp_id,) = client.create_datapoints(dataset, [point])
+        (stored,) = client.list_datapoints(dataset)
+        assert stored.id == dp_id and stored.output == [{"type": "text", "text": "Hello from a person"}]
+        assert client.get_datapoints([dp_id])[0].function_name == "chat"
+        assert client.delete_dataset(dataset) == 1
+        assert client.list_datapoints(dataset) == []
