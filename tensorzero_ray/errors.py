@@ -138,12 +138,13 @@ class Timeout(TensorZeroError):
 
 
 class AllModelProvidersFailed(TensorZeroError):
-    def __init__(self, errors: dict[str, TensorZeroError]):
+    def __init__(self, errors: dict[str, TensorZeroError], model_name: str | None = None):
         joined = ", ".join(f"{name}: {err.message}" for name, err in errors.items())
         last = list(errors.values())[-1] if errors else None
         status = 429 if isinstance(last, ProviderError) and last.rate_limited else _wrapper_status(last, 500)
         super().__init__(f"All model providers failed to infer with errors: {joined}", status)
         self.errors = errors
+        self.model_name = model_name
 
     @property
     def retryable(self) -> bool:

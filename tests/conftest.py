@@ -13,9 +13,10 @@ import httpx
 import pytest
 
 from tensorzero_ray.config import load_config
-from tensorzero_ray.serve.gateway import create_app
+from tensorzero_ray.serve.gateway import config_hash, create_app
 from tensorzero_ray.serve.observability import ObservabilityClient, ObservabilityWriter, StorageSettings
 from tensorzero_ray.serve.routers import LocalRouters
+from tensorzero_ray.ui.server import UIServer
 from tests.mocks.anthropic_server import AnthropicMock
 from tests.mocks.openai_server import OpenAIMock
 from tests.mocks.server import BackgroundServer, free_port
@@ -166,11 +167,12 @@ async def observability(storage, writer) -> ObservabilityClient:
 
 
 @pytest.fixture(scope="session")
-async def gateway(config, observability):
+async def gateway(config, observability, storage, writer):
     """The gateway's ASGI app with in-process routers and an in-process ObservabilityWriter:
     the whole request path minus Ray."""
     routers = LocalRouters(config, observability)
-    transport = httpx.ASGITransport(app=create_app(config, routers, observability))
+    ui = UIServer(config, storage, writer, config_hash=config_hash(config))
+    transport = httpx.ASGITransport(app=create_app(config, routers, observability, ui))
     async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
         yield client
     await routers.aclose()

@@ -140,8 +140,9 @@ class Model:
                 system=request.system,
                 input_messages=request.messages,
                 response_time_ms=elapsed,
+                failed_providers={name: error.message for name, error in errors.items()},
             )
-        raise AllModelProvidersFailed(errors)
+        raise AllModelProvidersFailed(errors, model_name=self.name)
 
     async def stream(
         self, request: ModelInferenceRequest, extras: RequestExtras, variant: str | None = None
@@ -185,8 +186,10 @@ class Model:
                 errors[provider_name] = ProviderError(first.error, provider_type=provider.provider_type)
                 continue
             deadline = _min_deadline(started, self.config.timeouts, provider.config.timeouts)
-            return ModelStream(self, provider_name, provider, request, ctx, first, iterator, started, deadline)
-        raise AllModelProvidersFailed(errors)
+            stream = ModelStream(self, provider_name, provider, request, ctx, first, iterator, started, deadline)
+            stream.failed_providers = {name: error.message for name, error in errors.items()}
+            return stream
+        raise AllModelProvidersFailed(errors, model_name=self.name)
 
 
 class ModelStream:
@@ -218,6 +221,7 @@ class ModelStream:
         self.raw_chunks: list[str] = []
         self.usage = Usage()
         self.finish_reason = None
+        self.failed_providers: dict[str, str] = {}
 
     async def __aiter__(self) -> AsyncIterator[ProviderChunk]:
         try:
@@ -279,6 +283,7 @@ class ModelStream:
             input_messages=self.request.messages,
             response_time_ms=int((time.monotonic() - self._started) * 1000),
             ttft_ms=self.ttft_ms,
+            failed_providers=self.failed_providers,
         )
 
 

@@ -14,12 +14,13 @@ from ray.serve import Application
 from tensorzero_ray.config import Config, load_config
 from tensorzero_ray.errors import InvalidRequest, UnknownFunction
 from tensorzero_ray.serve.function_router import DEFAULT_FUNCTION, FunctionRouter
-from tensorzero_ray.serve.gateway import create_app
+from tensorzero_ray.serve.gateway import config_hash, create_app
 from tensorzero_ray.serve.http_io import parse_body, parse_inference_request
 from tensorzero_ray.serve.local_model import bind_local_models
 from tensorzero_ray.serve.observability import ObservabilityClient, ObservabilityWriterDeployment, StorageSettings
 from tensorzero_ray.serve.routers import DeploymentRouters, LocalRouters, model_registry
 from tensorzero_ray.types.feedback import FeedbackRequest
+from tensorzero_ray.ui.server import UIServer
 
 APP_NAME = "tensorzero"
 ROUTER_AUTOSCALING = {"min_replicas": 1, "max_replicas": 4, "target_ongoing_requests": 64}
@@ -43,13 +44,14 @@ class Gateway:
         storage: StorageSettings | None = None,
         writer: Any = None,
         local_models: dict[str, Any] | None = None,
+        ui: Any = None,
     ):
         observability = self._observability = _observability(storage, writer)
         if router_handles:
             self._routers = DeploymentRouters(router_handles)
         else:
             self._routers = LocalRouters(config, observability, local_models)
-        self._app = create_app(config, self._routers, observability)
+        self._app = create_app(config, self._routers, observability, ui)
 
     def __serve_build_asgi_app__(self):
         return self._app
@@ -121,6 +123,9 @@ WriterDeployment = serve.deployment(
 )
 
 
+UIDeployment = serve.deployment(UIServer, name="UI", num_replicas=1, ray_actor_options=ACTOR_OPTIONS)
+
+
 def router_deployment_name(function_name: str) -> str:
     return "FunctionRouter-" + re.sub(r"[^A-Za-z0-9_-]", "_", function_name)
 
@@ -135,16 +140,17 @@ def build_application(
     storage = StorageSettings.from_config(config, workdir)
     writer = WriterDeployment.bind(storage) if storage is not None else None
     local_models = bind_local_models(config.models)
+    ui = UIDeployment.bind(config, storage, writer, local_models, config_hash=config_hash(config))
     gateway = GatewayDeployment.options(num_replicas=gateway_replicas)
     if routers == "in_process":
-        return gateway.bind(config, None, storage, writer, local_models)
+        return gateway.bind(config, None, storage, writer, local_models, ui)
     handles = {
         name: FunctionRouterDeployment.options(name=router_deployment_name(name)).bind(
             config, name, storage, writer, local_models
         )
         for name in [*config.functions, DEFAULT_FUNCTION]
     }
-    return gateway.bind(config, handles, storage, writer)
+    return gateway.bind(config, handles, storage, writer, None, ui)
 
 
 def build_app(args: dict[str, Any]) -> Application:

@@ -22,6 +22,7 @@ from tensorzero_ray.config import Config
 from tensorzero_ray.config.functions import DEFAULT_FUNCTION, JsonFunctionConfig
 from tensorzero_ray.config.variants import ChatCompletionVariantConfig
 from tensorzero_ray.errors import (
+    AllModelProvidersFailed,
     AllVariantsFailed,
     InvalidRequest,
     NotImplementedYet,
@@ -39,8 +40,9 @@ from tensorzero_ray.inference.output import ChunkAggregator, json_output
 from tensorzero_ray.inference.schemas import SchemaValidator
 from tensorzero_ray.inference.tools import ToolCallValidator, ToolCatalog, check_tool_history
 from tensorzero_ray.serve.observability import ObservabilityClient
-from tensorzero_ray.store.inference_rows import has_files, inference_rows, stored_input
+from tensorzero_ray.store.inference_rows import failure_row, has_files, inference_rows, stored_input
 from tensorzero_ray.store.object_storage import FilesystemObjectStore, pointer_blocks
+from tensorzero_ray.store.rows import Row
 from tensorzero_ray.types import (
     ChatChunk,
     ChatInferenceResponse,
@@ -157,8 +159,10 @@ class FunctionRouter:
                 return name, await attempt(variant)
             except TensorZeroError as exc:
                 errors[name] = exc
-                plan.failed(name)
+                plan.failed(name, exc)
                 logger.warning("variant %s of %s failed: %s", name, self.function_name, exc.message)
+        if self.observability is not None and not plan.dryrun and plan.failures:
+            self.observability.record(plan.failures)
         raise plan.exhausted(errors)
 
     # --- planning ---------------------------------------------------------------------------
@@ -341,6 +345,8 @@ class FunctionRouter:
             processing_time_ms=int((time.monotonic() - plan.started) * 1000),
             ttft_ms=ttft_ms,
         )
+        if plan.failures:
+            self.observability.record(plan.failures)
         stored = stored_input(request)
         if self.object_store is None or not has_files(stored):
             self.observability.record(rows(stored_input=orjson.dumps(stored).decode()))
@@ -396,6 +402,8 @@ class _Plan:
         self.episode_id = episode_id
         self.inference_id = uuid7()
         self.started = time.monotonic()
+        self.dryrun = request.dryrun
+        self.failures: list[Row] = []
         self.tags = dict(request.tags)
         if request.variant_name is not None and router.function_name != DEFAULT_FUNCTION:
             self.tags["tensorzero::variant_pinned"] = request.variant_name
@@ -442,8 +450,14 @@ class _Plan:
                 return
             yield name, self.router.variants[name]
 
-    def failed(self, name: str) -> None:
+    def failed(self, name: str, error: TensorZeroError) -> None:
+        """Drop the variant from this request's choices; keep its providers' failures."""
         self.active.discard(name)
+        if isinstance(error, AllModelProvidersFailed) and error.model_name is not None:
+            self.failures += [
+                failure_row(self.inference_id, self.router.function_name, name, error.model_name, provider, e.message)
+                for provider, e in error.errors.items()
+            ]
 
     def exhausted(self, errors: dict[str, TensorZeroError]) -> TensorZeroError:
         if self.pinned is not None and len(errors) == 1:

@@ -6,10 +6,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 import orjson
 from fastapi import FastAPI, Request
-from fastapi.responses import Response
+from fastapi.responses import RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tensorzero_ray import __version__
@@ -36,7 +37,10 @@ def config_hash(config: Config) -> str:
     return hashlib.sha256(orjson.dumps(config.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
-def create_app(config: Config, routers: Routers, observability: ObservabilityClient | None = None) -> FastAPI:
+def create_app(
+    config: Config, routers: Routers, observability: ObservabilityClient | None = None, ui: Any = None
+) -> FastAPI:
+    """`ui` is the UI server (in process) or its Serve deployment handle; `/ui/...` goes there."""
     app = FastAPI(title="tensorzero-ray gateway", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
     hashed = config_hash(config)
     feedback = FeedbackService(config, observability)
@@ -98,7 +102,25 @@ def create_app(config: Config, routers: Routers, observability: ObservabilityCli
 
     add_openai_routes(app, config, routers)
     add_data_routes(app, config, routers, observability)
+    if ui is not None:
+        _add_ui_forwarding(app, ui)
     return app
+
+
+def _add_ui_forwarding(app: FastAPI, ui: Any) -> None:
+    handle = ui.handle if hasattr(ui, "app") else ui.handle.remote
+
+    @app.get("/ui")
+    async def ui_root() -> Response:
+        return RedirectResponse("/ui/", 308)
+
+    @app.api_route("/ui/{path:path}", methods=["GET", "POST"])
+    async def ui_page(path: str, request: Request) -> Response:
+        headers = {k: v for k in ("content-type", "accept") if (v := request.headers.get(k))}
+        status, out_headers, body = await handle(
+            request.method, "/" + path, request.url.query, headers, await request.body()
+        )
+        return Response(body, status_code=status, headers=out_headers)
 
 
 async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:

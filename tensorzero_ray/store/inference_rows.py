@@ -8,7 +8,14 @@ from typing import Any
 
 import orjson
 
-from tensorzero_ray.store.rows import ChatInferenceRow, JsonInferenceRow, ModelInferenceRow, Row
+from tensorzero_ray.ids import uuid7
+from tensorzero_ray.store.rows import (
+    ChatInferenceRow,
+    JsonInferenceRow,
+    ModelInferenceRow,
+    ModelProviderFailureRow,
+    Row,
+)
 from tensorzero_ray.types import InferenceRequest, Input, JsonOutput
 from tensorzero_ray.types.model import ModelInferenceResult, ToolSettings
 
@@ -108,4 +115,26 @@ def inference_rows(
         )
         for r in results
     ]
-    return [head, *model_rows]
+    failures = [
+        failure_row(inference_id, function_name, variant_name, r.model_name, provider, error)
+        for r in results
+        for provider, error in r.failed_providers.items()
+    ]
+    return [head, *model_rows, *failures]
+
+
+MAX_ERROR_CHARS = 2000
+
+
+def failure_row(
+    inference_id: uuid.UUID, function_name: str, variant_name: str, model_name: str, provider: str, error: str
+) -> ModelProviderFailureRow:
+    return ModelProviderFailureRow(
+        id=uuid7(),
+        inference_id=inference_id,
+        function_name=function_name,
+        variant_name=variant_name,
+        model_name=model_name,
+        model_provider_name=provider,
+        error=error[:MAX_ERROR_CHARS],
+    )

@@ -207,6 +207,19 @@ MIGRATIONS: tuple[Migration, ...] = (
         ) ENGINE = ReplacingMergeTree(updated_at, is_deleted) ORDER BY (dataset_name, function_name, id)""",
         ),
     ),
+    # Our addition to TensorZero's schema: provider calls that failed (and were retried on the
+    # next provider or variant), so the models page can show error rates.
+    Migration(
+        6,
+        "failed provider calls",
+        (
+            f"""CREATE TABLE IF NOT EXISTS ModelProviderFailure (
+            id UUID, inference_id UUID, function_name LowCardinality(String), variant_name LowCardinality(String),
+            model_name LowCardinality(String), model_provider_name LowCardinality(String), error String,
+            timestamp DateTime MATERIALIZED UUIDv7ToDateTime(id)
+        ) ENGINE = MergeTree ORDER BY (model_name, model_provider_name, id) {DEDUP}""",
+        ),
+    ),
 )
 
 BOOKKEEPING = """CREATE TABLE IF NOT EXISTS TensorZeroMigration (

@@ -143,3 +143,14 @@ class ChatInferenceDatapointRow(_DatapointRow):
 class JsonInferenceDatapointRow(_DatapointRow):
     table: str = Field(default="JsonInferenceDatapoint", exclude=True)
     output_schema: str
+
+
+class ModelProviderFailureRow(Row):
+    table: str = Field(default="ModelProviderFailure", exclude=True)
+    id: uuid.UUID
+    inference_id: uuid.UUID
+    function_name: str
+    variant_name: str
+    model_name: str
+    model_provider_name: str
+    error: str

@@ -100,3 +100,5 @@ class ModelInferenceResult(BaseModel):
     input_messages: list[RequestMessage] = Field(default_factory=list)
     response_time_ms: int
     ttft_ms: int | None = None
+    # Providers tried before this one, with their errors: the failures the models page counts.
+    failed_providers: dict[str, str] = Field(default_factory=dict)

@@ -1,0 +1,130 @@
+"""HTML form fields turned into the API's request types, so the UI checks input with exactly
+the API's rules and shows the same messages."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+import orjson
+from pydantic import BaseModel, ValidationError
+
+from tensorzero_ray.config import Config
+from tensorzero_ray.errors import InvalidRequest
+from tensorzero_ray.types.stored import ListInferencesRequest
+from tensorzero_ray.validation import describe_errors
+
+FILTER_FIELDS = (
+    "function",
+    "variant",
+    "episode",
+    "tag_key",
+    "tag_value",
+    "metric",
+    "metric_op",
+    "metric_value",
+    "demonstration",
+    "after",
+    "before",
+    "match",
+    "output_source",
+)
+PAGE_SIZES = (20, 50, 100)
+
+
+def validated(model: type[BaseModel], data: dict[str, Any]):
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidRequest(describe_errors(exc, data)) from None
+
+
+def _time(value: str, field: str) -> str:
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidRequest(f"`{field}` is not a date and time: {value!r}") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.isoformat()
+
+
+def inference_filters(config: Config, form: dict[str, str]) -> dict[str, Any] | None:
+    """The InferenceFilter tree for the builder's fields: every condition set, joined by
+    `match` (all = and, any = or)."""
+    children: list[dict[str, Any]] = []
+    if form.get("tag_key"):
+        children.append({"type": "tag", "key": form["tag_key"], "value": form.get("tag_value", "")})
+    if form.get("metric"):
+        metric = config.metrics.get(form["metric"])
+        if metric is None:
+            raise InvalidRequest(f"Unknown metric in filter: `{form['metric']}` is not in the config's [metrics]")
+        raw = form.get("metric_value", "")
+        if metric.type == "boolean":
+            if raw not in ("true", "false"):
+                raise InvalidRequest(f"Metric `{form['metric']}` is boolean: choose true or false")
+            children.append({"type": "boolean_metric", "metric_name": form["metric"], "value": raw == "true"})
+        else:
+            try:
+                value = float(raw)
+            except ValueError:
+                raise InvalidRequest(f"Metric `{form['metric']}` is a float metric: {raw!r} is not a number") from None
+            children.append(
+                {
+                    "type": "float_metric",
+                    "metric_name": form["metric"],
+                    "value": value,
+                    "comparison_operator": form.get("metric_op") or ">=",
+                }
+            )
+    if form.get("demonstration") in ("yes", "no"):
+        children.append({"type": "demonstration_feedback", "has_demonstration": form["demonstration"] == "yes"})
+    for field, op in (("after", ">="), ("before", "<")):
+        if form.get(field):
+            children.append({"type": "time", "time": _time(form[field], field), "comparison_operator": op})
+    if not children:
+        return None
+    if len(children) == 1:
+        return children[0]
+    return {"type": "or" if form.get("match") == "any" else "and", "children": children}
+
+
+def list_request(config: Config, form: dict[str, str], *, offset: int, limit: int) -> ListInferencesRequest:
+    data: dict[str, Any] = {
+        "function_name": form.get("function") or None,
+        "variant_name": form.get("variant") or None,
+        "episode_id": form.get("episode") or None,
+        "output_source": form.get("output_source") or "inference",
+        "filters": inference_filters(config, form),
+        "limit": limit,
+        "offset": offset,
+    }
+    return validated(ListInferencesRequest, data)
+
+
+def feedback_value(config: Config, metric_name: str, raw: str, function_type: str) -> Any:
+    """A feedback form's text as the value its metric takes."""
+    if metric_name == "comment":
+        if not raw.strip():
+            raise InvalidRequest("A comment cannot be empty")
+        return raw
+    if metric_name == "demonstration":
+        if function_type == "json":
+            try:
+                return orjson.loads(raw)
+            except orjson.JSONDecodeError as exc:
+                raise InvalidRequest(f"A JSON function's demonstration must be JSON: {exc}") from None
+        if not raw.strip():
+            raise InvalidRequest("A demonstration cannot be empty")
+        return raw
+    metric = config.metrics.get(metric_name)
+    if metric is None:
+        raise InvalidRequest(f"Unknown metric: {metric_name}")
+    if metric.type == "boolean":
+        if raw not in ("true", "false"):
+            raise InvalidRequest(f"Metric `{metric_name}` takes true or false")
+        return raw == "true"
+    try:
+        return float(raw)
+    except ValueError:
+        raise InvalidRequest(f"Metric `{metric_name}` takes a number, not {raw!r}") from None

@@ -1,0 +1,390 @@
+"""Home, inferences, episodes, functions, variants and models pages."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+from fastapi import FastAPI, Request
+from fastapi.responses import RedirectResponse, Response
+
+from tensorzero_ray.config.functions import JsonFunctionConfig
+from tensorzero_ray.config.variants import ChatCompletionVariantConfig
+from tensorzero_ray.errors import InvalidRequest, NotFound, TensorZeroError
+from tensorzero_ray.experimentation.sampling import build_sampler
+from tensorzero_ray.types.datasets import FromInferenceIds
+from tensorzero_ray.types.feedback import FeedbackRequest
+from tensorzero_ray.types.replay import ReplayRequest
+from tensorzero_ray.types.stored import GetInferencesRequest, ListInferencesRequest, StoredInference
+from tensorzero_ray.ui.app import UIState
+from tensorzero_ray.ui.charts import Series, colors_for, line_chart, share_bar
+from tensorzero_ray.ui.forms import FILTER_FIELDS, PAGE_SIZES, feedback_value, list_request, validated
+
+
+async def form_fields(request: Request) -> dict[str, str]:
+    """An urlencoded form body as a dict (the last value wins for repeated fields)."""
+    body = (await request.body()).decode("utf-8", errors="replace")
+    return dict(parse_qsl(body, keep_blank_values=True))
+
+
+def _uuid(value: str, what: str) -> str:
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise NotFound(f"{what} `{value}` is not a valid id") from None
+
+
+def _page_args(request: Request) -> tuple[int, int]:
+    try:
+        limit = int(request.query_params.get("limit", PAGE_SIZES[0]))
+        offset = max(int(request.query_params.get("offset", 0)), 0)
+    except ValueError:
+        raise InvalidRequest("`limit` and `offset` must be whole numbers") from None
+    if limit not in PAGE_SIZES:
+        raise InvalidRequest(f"`limit` must be one of {', '.join(map(str, PAGE_SIZES))}")
+    return limit, offset
+
+
+async def _inference(state: UIState, inference_id: str) -> StoredInference:
+    found = await state.inferences.get(GetInferencesRequest(ids=[_uuid(inference_id, "Inference")]))
+    if not found:
+        raise NotFound(f"No inference with id {inference_id}")
+    return found[0]
+
+
+def add_routes(app: FastAPI, state: UIState) -> None:
+    config = state.config
+    pages = state.pages
+
+    @app.get("/")
+    async def home() -> Response:
+        overview = await state.queries.overview()
+        recent = await state.inferences.list(ListInferencesRequest(limit=10))
+        datasets = (await state.datasets.datasets()).datasets
+        return pages.render(
+            "home.html",
+            overview=overview,
+            recent=recent,
+            feedback=await state.queries.recent_feedback(),
+            datasets=datasets,
+            functions=len(config.functions),
+            models=len(config.models),
+        )
+
+    @app.get("/resolve")
+    async def resolve(id: str = "") -> Response:
+        """The search box: whatever a UUID names, go to its page."""
+        value = _uuid(id.strip(), "Search")
+        kind = await state.queries.kind_of(value)
+        if kind == "inference":
+            return RedirectResponse(f"{state.base}/observability/inferences/{value}", 303)
+        if kind == "episode":
+            return RedirectResponse(f"{state.base}/observability/episodes/{value}", 303)
+        (point,) = await state.datasets.get([value])
+        return RedirectResponse(f"{state.base}/datasets/{point.dataset_name}/datapoint/{point.id}", 303)
+
+    @app.get("/observability/inferences")
+    async def inferences(request: Request) -> Response:
+        form = {k: request.query_params.get(k, "") for k in FILTER_FIELDS}
+        limit, offset = _page_args(request)
+        query = list_request(config, form, offset=offset, limit=limit)
+        rows = await state.inferences.list(query)
+        total = await state.inferences.count(query.model_copy(update={"limit": 0, "offset": None}))
+        keep = {k: v for k, v in form.items() if v}
+        return pages.render(
+            "inferences.html",
+            rows=rows,
+            form=form,
+            total=total,
+            offset=offset,
+            limit=limit,
+            page_sizes=PAGE_SIZES,
+            prev_link=urlencode({**keep, "limit": limit, "offset": max(offset - limit, 0)}) if offset else None,
+            next_link=urlencode({**keep, "limit": limit, "offset": offset + limit}) if offset + limit < total else None,
+            functions=sorted(config.functions),
+            metrics=config.metrics,
+        )
+
+    async def inference_page(inference_id: str, *, status: int = 200, **extra: Any) -> Response:
+        inference = await _inference(state, inference_id)
+        model_inferences = await state.queries.model_inferences(inference.inference_id)
+        function = config.functions.get(inference.function_name)
+        variants = sorted(function.variants) if function is not None else []
+        runnable = (
+            [v for v in variants if isinstance(function.variants[v], ChatCompletionVariantConfig)]
+            if function is not None
+            else []
+        )
+        metrics = {n: m for n, m in config.metrics.items() if m.level == "inference"}
+        return pages.render(
+            "inference.html",
+            status,
+            inference=inference,
+            model_inferences=model_inferences,
+            feedback=await state.queries.feedback_for(inference.inference_id),
+            tokens=(
+                sum(m["input_tokens"] or 0 for m in model_inferences),
+                sum(m["output_tokens"] or 0 for m in model_inferences),
+            ),
+            cost=sum(m["cost"] or 0 for m in model_inferences),
+            metrics=metrics,
+            variants=runnable if state.replayer is not None else [],
+            datasets=[d.dataset_name for d in (await state.datasets.datasets()).datasets],
+            **extra,
+        )
+
+    @app.get("/observability/inferences/{inference_id}")
+    async def inference(inference_id: str) -> Response:
+        return await inference_page(inference_id)
+
+    @app.post("/observability/inferences/{inference_id}/feedback")
+    async def add_feedback(inference_id: str, request: Request) -> Response:
+        inference = await _inference(state, inference_id)
+        form = await form_fields(request)
+        metric = form.get("metric_name", "")
+        try:
+            value = feedback_value(config, metric, form.get("value", ""), inference.type)
+            body = validated(
+                FeedbackRequest,
+                {
+                    "metric_name": metric,
+                    "value": value,
+                    "inference_id": inference.inference_id,
+                    "tags": {"source": "ui"},
+                },
+            )
+            await state.feedback.submit(body)
+        except TensorZeroError as exc:
+            return await inference_page(inference_id, status=exc.status_code, form_error=exc.message)
+        await state.flush()
+        return RedirectResponse(f"{state.base}/observability/inferences/{inference_id}#feedback", 303)
+
+    @app.post("/observability/inferences/{inference_id}/dataset")
+    async def add_to_dataset(inference_id: str, request: Request) -> Response:
+        inference = await _inference(state, inference_id)
+        form = await form_fields(request)
+        dataset = form.get("dataset_name", "").strip()
+        try:
+            if not dataset:
+                raise InvalidRequest("Give the dataset a name")
+            source = validated(
+                FromInferenceIds,
+                {
+                    "type": "inference_ids",
+                    "inference_ids": [inference.inference_id],
+                    "output_source": form.get("output_source") or "inference",
+                },
+            )
+            (datapoint_id,) = await state.datasets.from_inferences(dataset, source)
+        except TensorZeroError as exc:
+            return await inference_page(inference_id, status=exc.status_code, form_error=exc.message)
+        return RedirectResponse(f"{state.base}/datasets/{dataset}/datapoint/{datapoint_id}", 303)
+
+    @app.post("/observability/inferences/{inference_id}/try")
+    async def try_variant(inference_id: str, request: Request) -> Response:
+        inference = await _inference(state, inference_id)
+        if state.replayer is None:
+            raise InvalidRequest("Trying other variants is not available in this UI")
+        form = await form_fields(request)
+        try:
+            replay = validated(
+                ReplayRequest, {"inference_ids": [inference.inference_id], "variant_name": form.get("variant_name")}
+            )
+        except TensorZeroError as exc:
+            return await inference_page(inference_id, status=exc.status_code, form_error=exc.message)
+        result = await state.replayer.run([inference], replay)
+        return await inference_page(inference_id, tried=result.comparisons[0])
+
+    @app.get("/observability/episodes")
+    async def episodes(request: Request) -> Response:
+        limit, offset = _page_args(request)
+        rows = await state.queries.episodes(limit + 1, offset)
+        return pages.render(
+            "episodes.html",
+            rows=rows[:limit],
+            offset=offset,
+            limit=limit,
+            prev_link=urlencode({"limit": limit, "offset": max(offset - limit, 0)}) if offset else None,
+            next_link=urlencode({"limit": limit, "offset": offset + limit}) if len(rows) > limit else None,
+        )
+
+    @app.get("/observability/episodes/{episode_id}")
+    async def episode(episode_id: str) -> Response:
+        episode_id = _uuid(episode_id, "Episode")
+        rows = await state.inferences.list(
+            ListInferencesRequest(
+                episode_id=episode_id, limit=200, order_by=[{"by": "timestamp", "direction": "ascending"}]
+            )
+        )
+        if not rows:
+            raise NotFound(f"No episode with id {episode_id}")
+        return pages.render(
+            "episode.html", episode_id=episode_id, rows=rows, feedback=await state.queries.feedback_for(episode_id)
+        )
+
+    @app.get("/observability/functions")
+    async def functions() -> Response:
+        counts = await state.queries.function_counts()
+        table = [
+            {
+                "name": name,
+                "type": function.type,
+                "variants": len(function.variants),
+                "inferences": sum(counts.get(name, {}).values()),
+            }
+            for name, function in sorted(config.functions.items())
+        ]
+        return pages.render("functions.html", functions=table)
+
+    def _function(name: str):
+        function = config.functions.get(name)
+        if function is None:
+            raise NotFound(f"No function named `{name}` in the config")
+        return function
+
+    @app.get("/observability/functions/{function_name}")
+    async def function_page(function_name: str, metric: str = "") -> Response:
+        function = _function(function_name)
+        counts = (await state.queries.function_counts()).get(function_name, {})
+        probabilities = build_sampler(function_name, function.variants, function.experimentation).probabilities()
+        total = sum(counts.values())
+        numbers = await state.queries.variant_numbers(function_name)
+        variants = [
+            {
+                "name": name,
+                "type": variant.type,
+                "model": getattr(variant, "model", ""),
+                "probability": probabilities.get(name, 0.0),
+                "inferences": counts.get(name, 0),
+                "share": counts.get(name, 0) / total if total else 0.0,
+                "latency": (numbers.get(name) or {}).get("latency"),
+            }
+            for name, variant in sorted(function.variants.items())
+        ]
+        colors = colors_for(list(function.variants))
+        metric_names = sorted(config.metrics)
+        if metric and metric not in config.metrics:
+            raise InvalidRequest(f"Unknown metric: `{metric}` is not in the config's [metrics]")
+        chosen = metric or (metric_names[0] if metric_names else "")
+        metric_chart, estimates = None, {}
+        if chosen:
+            series = await state.queries.metric_by_variant(function_name, chosen)
+            estimates = series.final if series else {}
+            metric_chart = line_chart(
+                [
+                    Series(
+                        name,
+                        [(t, e.mean) for t, e in points],
+                        band=[(t, e.low, e.high) for t, e in points],
+                    )
+                    for name, points in (series.points.items() if series else [])
+                ],
+                title=f"{chosen}: mean per variant with 95% interval (cumulative)",
+                y_label=chosen,
+                colors=colors,
+                y_range=(0.0, 1.0) if config.metrics[chosen].type == "boolean" else None,
+            )
+        width, throughput = await state.queries.variant_throughput(function_name)
+        token_width, tokens = await state.queries.token_usage(function_name)
+        recent = await state.inferences.list(ListInferencesRequest(function_name=function_name, limit=10))
+        return pages.render(
+            "function.html",
+            name=function_name,
+            function=function,
+            is_json=isinstance(function, JsonFunctionConfig),
+            variants=variants,
+            traffic=share_bar({v["name"]: v["inferences"] for v in variants if v["inferences"]}, colors)
+            if total
+            else None,
+            metric_names=metric_names,
+            chosen=chosen,
+            metric_chart=metric_chart,
+            estimates=estimates,
+            throughput_chart=line_chart(
+                [Series(name, points) for name, points in sorted(throughput.items())],
+                title=f"Inferences per {_width(width)} by variant",
+                y_label="inferences",
+                colors=colors,
+            ),
+            token_chart=line_chart(
+                [Series(name, points) for name, points in tokens.items()],
+                title=f"Tokens per {_width(token_width)}",
+                y_label="tokens",
+            ),
+            recent=recent,
+            total=total,
+        )
+
+    @app.get("/observability/functions/{function_name}/variants/{variant_name}")
+    async def variant_page(function_name: str, variant_name: str) -> Response:
+        function = _function(function_name)
+        variant = function.variants.get(variant_name)
+        if variant is None:
+            raise NotFound(f"Function `{function_name}` has no variant named `{variant_name}`")
+        numbers = (await state.queries.variant_numbers(function_name)).get(variant_name, {})
+        estimates = {}
+        for metric_name in sorted(config.metrics):
+            series = await state.queries.metric_by_variant(function_name, metric_name)
+            if series is not None and variant_name in series.final:
+                estimates[metric_name] = series.final[variant_name]
+        templates = variant.template_texts() if isinstance(variant, ChatCompletionVariantConfig) else {}
+        recent = await state.inferences.list(
+            ListInferencesRequest(function_name=function_name, variant_name=variant_name, limit=10)
+        )
+        return pages.render(
+            "variant.html",
+            function_name=function_name,
+            name=variant_name,
+            variant=variant.model_dump(mode="json", exclude_none=True),
+            templates=templates,
+            numbers=numbers,
+            estimates=estimates,
+            recent=recent,
+        )
+
+    @app.get("/observability/models")
+    async def models() -> Response:
+        rows = await state.queries.model_numbers()
+        width, series = await state.queries.model_timeseries()
+        unit = _width(width)
+        return pages.render(
+            "models.html",
+            rows=rows,
+            requests_chart=line_chart(
+                [Series(n, p) for n, p in sorted(series.get("requests", {}).items())],
+                title=f"Model inferences per {unit}",
+                y_label="inferences",
+            ),
+            latency_chart=line_chart(
+                [Series(n, p) for n, p in sorted(series.get("latency", {}).items())],
+                title=f"Median response time per {unit}",
+                y_label="ms",
+            ),
+            errors_chart=line_chart(
+                [Series(n, p) for n, p in sorted(series.get("errors", {}).items())],
+                title=f"Failed provider calls per {unit}",
+                y_label="failures",
+            ),
+            ttft_chart=line_chart(
+                [Series(n, p) for n, p in sorted(series.get("ttft", {}).items())],
+                title=f"Median time to first token per {unit} (streamed calls)",
+                y_label="ms",
+            ),
+        )
+
+
+def _width(seconds: int) -> str:
+    names = {
+        1: "second",
+        5: "5 seconds",
+        10: "10 seconds",
+        30: "30 seconds",
+        60: "minute",
+        300: "5 minutes",
+        900: "15 minutes",
+        3600: "hour",
+        21600: "6 hours",
+        86400: "day",
+    }
+    return names.get(seconds, "week" if seconds == 7 * 86400 else "month" if seconds else "period")

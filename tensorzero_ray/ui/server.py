@@ -1,0 +1,41 @@
+"""The UI's Serve deployment: the UI app behind one handle method, so the Gateway can pass
+`/ui/...` requests on to it within the same Serve application. It owns its own in-process
+routers for dry runs ("try with another variant"), which never write."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from tensorzero_ray.config import Config
+from tensorzero_ray.serve.observability import ObservabilityClient, StorageSettings
+from tensorzero_ray.serve.routers import LocalRouters
+from tensorzero_ray.ui.app import create_ui_app
+
+PASSED_HEADERS = ("content-type", "location", "cache-control", "content-length", "last-modified", "etag")
+
+
+class UIServer:
+    def __init__(
+        self,
+        config: Config,
+        storage: StorageSettings | None = None,
+        writer: Any = None,
+        local_models: dict[str, Any] | None = None,
+        *,
+        config_hash: str = "",
+    ):
+        observability = ObservabilityClient(storage, writer) if storage is not None else None
+        self._routers = LocalRouters(config, None, local_models)
+        self.app = create_ui_app(config, observability, infer=self._routers.infer, config_hash=config_hash)
+        self._client = httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app), base_url="http://ui")
+
+    async def handle(
+        self, method: str, path: str, query: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int, dict[str, str], bytes]:
+        """One HTTP request to the UI: (status, headers, body)."""
+        url = path + (f"?{query}" if query else "")
+        response = await self._client.request(method, url, headers=headers, content=body)
+        kept = {k: v for k, v in response.headers.items() if k.lower() in PASSED_HEADERS}
+        return response.status_code, kept, response.content
