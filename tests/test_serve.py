@@ -139,7 +139,7 @@ def test_serve_yaml_is_valid_and_builds_the_application():
     assert re.match(r"tensorzero_ray\.serve\.app:build_app", schema.applications[0].import_path)
     app = build_app({**app_args, "config": str(ROOT / app_args["config"])})
     deployed = {d.name for d in _deployments(app)}
-    assert deployed == {"Gateway", "ObservabilityWriter"}
+    assert deployed == {"Gateway", "ObservabilityWriter", "UI"}
     yaml_names = {d["name"] for d in data["applications"][0]["deployments"]}
     assert yaml_names <= deployed
 
@@ -154,6 +154,7 @@ def test_deployments_switch_gives_each_function_a_router():
         "FunctionRouter-weather",
         "FunctionRouter-tensorzero__default",
         "ObservabilityWriter",
+        "UI",
     }
 
 

@@ -15,9 +15,9 @@ import pytest
 
 from tensorzero_ray.ids import uuid7
 from tensorzero_ray.store import BatchWriter, ClickHouseStore, Spool
-from tensorzero_ray.store.rows import ChatInferenceRow
-from tensorzero_ray.store.migrations import MIGRATIONS
 from tensorzero_ray.store.dsn import redact, resolve_dsn
+from tensorzero_ray.store.migrations import MIGRATIONS
+from tensorzero_ray.store.rows import ChatInferenceRow
 
 SYSTEM = {"assistant_name": "Alfred"}
 HELLO = {"system": SYSTEM, "messages": [{"role": "user", "content": "Hello"}]}

@@ -31,6 +31,7 @@ from tensorzero_ray.serve.observability import ObservabilityClient
 from tensorzero_ray.serve.openai_routes import add_openai_routes
 from tensorzero_ray.serve.routers import Routers
 from tensorzero_ray.types.feedback import FeedbackRequest
+from tensorzero_ray.ui.server import UIServer
 
 
 def config_hash(config: Config) -> str:
@@ -108,7 +109,7 @@ def create_app(
 
 
 def _add_ui_forwarding(app: FastAPI, ui: Any) -> None:
-    handle = ui.handle if hasattr(ui, "app") else ui.handle.remote
+    handle = ui.handle if isinstance(ui, UIServer) else ui.handle.remote
 
     @app.get("/ui")
     async def ui_root() -> Response:

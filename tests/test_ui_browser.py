@@ -1,0 +1,155 @@
+"""The web UI in a real browser (Debian's Chromium driven by Playwright) against the live
+stack `tzray up` starts, seeded through the gateway: every page renders, filters change the
+rows, feedback added on an inference page is stored, and the dataset builder creates
+datapoints."""
+
+from __future__ import annotations
+
+import shutil
+import time
+import uuid
+
+import httpx
+import pytest
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+pytestmark = pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed")
+
+
+@pytest.fixture(scope="module")
+def seeded(serve_url) -> dict:
+    suite = uuid.uuid4().hex
+    ids = []
+    with httpx.Client(base_url=serve_url, timeout=60) as http:
+        for n in range(12):
+            body = {
+                "function_name": "chat",
+                "input": {"system": {"assistant_name": "Ada"}, "messages": [{"role": "user", "content": f"Hi #{n}"}]},
+                "tags": {"suite": suite, "half": "first" if n < 6 else "second"},
+            }
+            r = http.post("/inference", json=body)
+            assert r.status_code == 200, r.text
+            ids.append(r.json()["inference_id"])
+        for inference_id in ids[:4]:
+            feedback = {"metric_name": "thumbs_up", "inference_id": inference_id, "value": True}
+            assert http.post("/feedback", json=feedback).status_code == 200
+        query = {"filters": {"type": "tag", "key": "suite", "value": suite}, "limit": 100}
+        deadline = time.monotonic() + 30
+        while len(http.post("/v1/inferences/list_inferences", json=query).json()["inferences"]) < len(ids):
+            assert time.monotonic() < deadline, "seeded inferences never became visible"
+            time.sleep(0.2)  # the writer flushes once a second; nothing to await from outside
+    return {"suite": suite, "ids": ids, "url": serve_url}
+
+
+@pytest.fixture(scope="module")
+def page(seeded):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        yield page
+        browser.close()
+
+
+def table_rows(page) -> int:
+    return page.locator("table.data tbody tr td a[href*='/observability/inferences/']").count()
+
+
+def test_every_page_renders(page, seeded):
+    url = seeded["url"]
+    inference = seeded["ids"][0]
+    paths = [
+        "/ui/",
+        "/ui/observability/inferences",
+        f"/ui/observability/inferences/{inference}",
+        "/ui/observability/episodes",
+        "/ui/observability/functions",
+        "/ui/observability/functions/chat",
+        "/ui/observability/functions/chat/variants/baseline",
+        "/ui/observability/models",
+        "/ui/datasets",
+        "/ui/datasets/builder",
+        "/ui/config",
+        "/ui/health",
+    ]
+    for path in paths:
+        response = page.goto(url + path)
+        assert response.status == 200, path
+        assert page.locator("h1").first.is_visible(), path
+        assert page.locator(".alert").count() == 0, path
+    page.goto(url + "/ui/observability/functions/chat")
+    assert page.locator("figure.chart svg").count() >= 2
+    assert page.locator("figure.chart svg text.legend").count() >= 1
+
+
+def test_an_unknown_inference_shows_not_found_with_a_way_back(page, seeded):
+    response = page.goto(seeded["url"] + "/ui/observability/inferences/0196c682-72e0-7c83-a92b-9d1a3c7630f2")
+    assert response.status == 404
+    assert page.locator("h1").inner_text() == "Not found"
+    page.get_by_role("link", name="Home").last.click()
+    assert page.url.endswith("/ui/")
+
+
+def test_filters_change_the_rows(page, seeded):
+    page.goto(seeded["url"] + "/ui/observability/inferences")
+    page.fill("input[name=tag_key]", "suite")
+    page.fill("input[name=tag_value]", seeded["suite"])
+    page.select_option("select[name=limit]", "50")
+    page.get_by_role("button", name="Apply filters").click()
+    page.wait_for_load_state()
+    assert table_rows(page) == 12
+    page.select_option("select[name=metric]", "thumbs_up")
+    page.fill("input[name=metric_value]", "true")
+    page.get_by_role("button", name="Apply filters").click()
+    page.wait_for_load_state()
+    assert table_rows(page) == 4
+    assert "thumbs_up" in page.url
+
+
+def test_feedback_added_on_the_inference_page_is_stored(page, seeded):
+    inference_id = seeded["ids"][8]
+    page.goto(f"{seeded['url']}/ui/observability/inferences/{inference_id}")
+    page.select_option("select[name=metric_name]", "thumbs_up")
+    page.fill("textarea[name=value]", "false")
+    page.get_by_role("button", name="Add feedback").click()
+    page.wait_for_load_state()
+    feedback_table = page.locator("#feedback table").inner_text()
+    assert "thumbs_up" in feedback_table and "false" in feedback_table
+    disliked = {
+        "type": "and",
+        "children": [
+            {"type": "tag", "key": "suite", "value": seeded["suite"]},
+            {"type": "boolean_metric", "metric_name": "thumbs_up", "value": False},
+        ],
+    }
+    with httpx.Client(base_url=seeded["url"]) as http:
+        found = http.post("/v1/inferences/list_inferences", json={"filters": disliked}).json()["inferences"]
+    assert [i["inference_id"] for i in found] == [inference_id]
+
+
+def test_the_dataset_builder_creates_datapoints(page, seeded):
+    dataset = f"browser_{uuid.uuid4().hex[:8]}"
+    page.goto(seeded["url"] + "/ui/datasets/builder")
+    page.fill("input[name=dataset_name]", dataset)
+    page.select_option("select[name=function]", "chat")
+    page.fill("input[name=tag_key]", "suite")
+    page.fill("input[name=tag_value]", seeded["suite"])
+    page.get_by_role("button", name="Preview count").click()
+    page.wait_for_load_state()
+    assert page.locator("#preview-count strong").inner_text() == "12"
+    page.get_by_role("button", name="Build dataset").click()
+    page.wait_for_load_state()
+    assert f"/ui/datasets/{dataset}" in page.url and "Added 12 datapoints" in page.content()
+    with httpx.Client(base_url=seeded["url"]) as http:
+        points = http.post(f"/v1/datasets/{dataset}/list_datapoints", json={"limit": 100}).json()["datapoints"]
+    assert sorted(p["source_inference_id"] for p in points) == sorted(seeded["ids"])
