@@ -23,17 +23,10 @@ from tensorzero_ray.config import load_config
 from tensorzero_ray.serve.gateway import config_hash, create_app
 from tensorzero_ray.serve.observability import ObservabilityClient, ObservabilityWriter, StorageSettings
 from tensorzero_ray.serve.routers import LocalRouters
+from tensorzero_ray.ui.chromium import CHROMIUM_ARGS, chromium_path
 from tensorzero_ray.ui.server import UIServer
 
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 PAGES = {
     "home": "/ui/",
     "inferences": "/ui/observability/inferences",
@@ -70,9 +63,7 @@ async def seed(url: str, seconds: float) -> str:
             if "inference_id" in r:
                 last = r["inference_id"]
                 thumbs = rng.random() < liked.get(r["variant_name"], 0.5)
-                await http.post(
-                    "/feedback", json={"metric_name": "thumbs_up", "inference_id": last, "value": thumbs}
-                )
+                await http.post("/feedback", json={"metric_name": "thumbs_up", "inference_id": last, "value": thumbs})
             if rng.random() < 0.2:
                 await http.post(
                     "/inference",
@@ -119,7 +110,7 @@ async def main() -> None:
         await observability.flush()
         args.out.mkdir(parents=True, exist_ok=True)
         async with async_playwright() as p:
-            browser = await p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+            browser = await p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
             page = await browser.new_page(viewport={"width": 1440, "height": 1000})
             for name, path in PAGES.items():
                 await page.goto(url + (path or f"/ui/observability/inferences/{last}"))
