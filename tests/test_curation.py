@@ -96,6 +96,22 @@ async def test_demonstrations_replace_outputs(gateway, flywheel):
     assert example["messages"][-1] == {"role": "assistant", "content": "Good morning, I am Alfred."}
 
 
+async def test_demonstrations_replace_outputs_where_present(gateway, flywheel):
+    liked = await curate(
+        gateway, function_name="basic_test", filters=suite(flywheel, THUMBS_UP, NOT_PAIR), prefer_demonstrations=True
+    )
+    answers = [e["messages"][-1]["content"] for e in liked["train"]]
+    assert len(answers) == 6 and answers.count("Good morning, I am Alfred.") == 1
+    corrected = {"type": "demonstration_feedback", "has_demonstration": True}
+    disliked = {"type": "boolean_metric", "metric_name": "thumbs_up", "value": False}
+    either = {"type": "or", "children": [disliked, corrected]}
+    mixed = await curate(
+        gateway, function_name="basic_test", filters=suite(flywheel, either, NOT_PAIR), prefer_demonstrations=True
+    )
+    answers = [e["messages"][-1]["content"] for e in mixed["train"]]
+    assert len(answers) == 7 and answers.count("Good morning, I am Alfred.") == 1
+
+
 async def test_split_is_deterministic_and_partitions_the_examples(gateway, flywheel):
     body = {"function_name": "basic_test", "filters": suite(flywheel, NOT_PAIR), "val_fraction": 0.5, "seed": 7}
     first, second = await curate(gateway, **body), await curate(gateway, **body)

@@ -4,8 +4,6 @@ called through the gateway like any provider."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import textwrap
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -24,6 +22,7 @@ from tensorzero_ray.local_models import GenerationRequest  # noqa: E402
 from tensorzero_ray.local_models.tiny import build_tiny_model  # noqa: E402
 from tensorzero_ray.local_models.tool_calls import ToolCallStream, split_tool_calls  # noqa: E402
 from tensorzero_ray.local_models.transformers_engine import TransformersEngine  # noqa: E402
+from tests.conftest import deploy_app  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 GREETING = "Hello! How can I help you today?"
@@ -195,17 +194,6 @@ type = "chat_completion"
 model = "greeter_or_dummy"
 """
 
-DEPLOY = """
-import ray, sys
-from ray import serve
-from tensorzero_ray.config import load_config
-from tensorzero_ray.serve.app import build_application
-
-ray.init(address="auto", logging_level="ERROR", log_to_driver=False)
-serve.run(build_application(load_config(sys.argv[1])), name="local", route_prefix="/local")
-"""
-
-
 @pytest.fixture(scope="module")
 def local_app(serve_url, model_dirs) -> str:
     """The same application builder `tzray up` uses, with three LocalModel deployments."""
@@ -214,10 +202,7 @@ def local_app(serve_url, model_dirs) -> str:
     schema.write_text('{"type": "object", "properties": {"answer": {"type": "string"}}}')
     config = base / "tensorzero.toml"
     config.write_text(LOCAL_APP.format(schema=schema.name))
-    done = subprocess.run(
-        [sys.executable, "-c", DEPLOY, str(config)], cwd=ROOT, capture_output=True, text=True, timeout=300
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    deploy_app(str(config), "local", "/local")
     return f"{serve_url}/local"
 
 

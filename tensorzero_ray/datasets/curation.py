@@ -25,7 +25,7 @@ from tensorzero_ray.inference.tools import ToolCatalog
 from tensorzero_ray.types import ChatCompletionParams, FunctionTool, Input, Text, ToolCall, ToolResult
 from tensorzero_ray.types.curation import CuratedSet, CurationCounts, CurationRequest
 from tensorzero_ray.types.datasets import ListDatapointsRequest
-from tensorzero_ray.types.stored import ListInferencesRequest, StoredInference
+from tensorzero_ray.types.stored import GetInferencesRequest, ListInferencesRequest, StoredInference
 from tensorzero_ray.variants.base import InferenceCall
 from tensorzero_ray.variants.chat_completion import ChatCompletionVariant
 
@@ -225,6 +225,7 @@ class Curator:
             output_source = request.output_source
             if request.format.endswith("_dpo") and request.pairs_from == "demonstration":
                 output_source = "demonstration"
+            prefer = request.prefer_demonstrations and output_source == "inference"
             query = ListInferencesRequest(
                 function_name=request.function_name,
                 variant_name=request.variant_name,
@@ -234,7 +235,16 @@ class Curator:
                 limit=request.limit,
                 offset=request.offset,
             )
-            return await self.inferences.list(query)
+            samples = await self.inferences.list(query)
+            if prefer and samples:
+                demonstrated = await self.inferences.get(
+                    GetInferencesRequest(ids=[s.inference_id for s in samples], output_source="demonstration")
+                )
+                better = {d.inference_id: d.output for d in demonstrated}
+                for sample in samples:
+                    if sample.inference_id in better:
+                        sample.output = better[sample.inference_id]
+            return samples
         if request.format.endswith("_dpo"):
             raise InvalidRequest("Preference pairs come from inferences and their feedback, not from a dataset")
         points = await self.datasets.list(

@@ -19,8 +19,12 @@ class CurationRequest(NullMeansDefault):
     """Examples for one function, from stored inferences (query fields) or from a dataset.
 
     `output_source="demonstration"` replaces outputs by their latest demonstration and drops
-    inferences without one. DPO formats pair outputs: `pairs_from="demonstration"` prefers the
-    demonstration over the original output; `pairs_from="metric"` groups inferences with the
+    inferences without one; `prefer_demonstrations` keeps every inference that matches and
+    uses its latest demonstration as the output where it has one. (To add human corrections
+    of outputs the metric rejects, put `demonstration_feedback` in an `or` with the metric.)
+
+    DPO formats pair outputs: `pairs_from="demonstration"` prefers the demonstration over the
+    original output; `pairs_from="metric"` groups inferences with the
     same rendered prompt and prefers the best value of `pair_metric` over the worst."""
 
     function_name: str
@@ -33,6 +37,7 @@ class CurationRequest(NullMeansDefault):
     order_by: list[OrderBy] | None = None
     limit: int = Field(default=10_000, ge=1, le=100_000)
     offset: int = Field(default=0, ge=0)
+    prefer_demonstrations: bool = False
     pairs_from: Literal["demonstration", "metric"] = "demonstration"
     pair_metric: str | None = None
     val_fraction: float = Field(default=0.0, ge=0.0, lt=1.0)

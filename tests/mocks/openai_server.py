@@ -28,8 +28,15 @@ class OpenAIMock:
                 Route("/openai/deployments/{deployment}/chat/completions", self.chat, methods=["POST"]),
                 Route("/v1/embeddings", self.embeddings, methods=["POST"]),
                 Route("/files/{name}", self.files, methods=["GET"]),
+                Route("/v1/files", self.upload, methods=["POST"]),
+                Route("/v1/fine_tuning/jobs", self.create_job, methods=["POST"]),
+                Route("/v1/fine_tuning/jobs/{job_id}", self.get_job, methods=["GET"]),
+                Route("/v1/fine_tuning/jobs/{job_id}/events", self.job_events, methods=["GET"]),
             ]
         )
+        self.uploads: dict[str, dict[str, Any]] = {}
+        self.jobs: dict[str, dict[str, Any]] = {}
+        self.job_bodies: list[dict[str, Any]] = []
 
     def last(self) -> dict[str, Any]:
         return self.requests[-1]
@@ -41,6 +48,95 @@ class OpenAIMock:
         if request.path_params["name"] == "fake.png":
             return Response(b"not an image at all", media_type="image/png")
         return Response(b"", status_code=404)
+
+    def _unauthorized(self, request: Request) -> Response | None:
+        if request.headers.get("authorization") != f"Bearer {self.api_key}":
+            return JSONResponse({"error": {"message": "Incorrect API key provided"}}, status_code=401)
+        return None
+
+    async def upload(self, request: Request) -> Response:
+        """POST /v1/files (multipart: purpose, file): each line must be a JSON object."""
+        if (denied := self._unauthorized(request)) is not None:
+            return denied
+        form = await request.form()
+        upload = form["file"]
+        content = (await upload.read()).decode()
+        try:
+            rows = [json.loads(line) for line in content.splitlines() if line.strip()]
+        except json.JSONDecodeError as exc:
+            return JSONResponse({"error": {"message": f"Invalid file format: {exc}"}}, status_code=400)
+        file_id = f"file-{len(self.uploads) + 1}"
+        self.uploads[file_id] = {"purpose": form["purpose"], "filename": upload.filename, "rows": rows}
+        return JSONResponse(
+            {
+                "id": file_id,
+                "object": "file",
+                "bytes": len(content),
+                "created_at": 1700000000,
+                "filename": upload.filename,
+                "purpose": form["purpose"],
+            }
+        )
+
+    async def create_job(self, request: Request) -> Response:
+        """POST /v1/fine_tuning/jobs; the job then advances one state per poll."""
+        if (denied := self._unauthorized(request)) is not None:
+            return denied
+        body = await request.json()
+        self.job_bodies.append(body)
+        if body["training_file"] not in self.uploads:
+            return JSONResponse({"error": {"message": "training_file not found", "param": "training_file"}}, 400)
+        rows = self.uploads[body["training_file"]]["rows"]
+        method = body.get("method", {}).get("type", "supervised")
+        needed = "messages" if method == "supervised" else "preferred_output"
+        status = "validating_files" if all(needed in row for row in rows) else "failed"
+        job_id = f"ftjob-{len(self.jobs) + 1}"
+        self.jobs[job_id] = {
+            "id": job_id,
+            "object": "fine_tuning.job",
+            "model": body["model"],
+            "created_at": 1700000000,
+            "fine_tuned_model": None,
+            "status": status,
+            "training_file": body["training_file"],
+            "validation_file": body.get("validation_file"),
+            "error": None
+            if status != "failed"
+            else {"code": "invalid_training_file", "message": f"rows need `{needed}`"},
+            "trained_tokens": None,
+            "method": body.get("method"),
+            "events": [f"Validating training file: {body['training_file']}"],
+        }
+        if body["model"].startswith("fail"):
+            self.jobs[job_id]["fail"] = True
+        return JSONResponse({k: v for k, v in self.jobs[job_id].items() if k not in ("events", "fail")})
+
+    async def get_job(self, request: Request) -> Response:
+        if (denied := self._unauthorized(request)) is not None:
+            return denied
+        job = self.jobs.get(request.path_params["job_id"])
+        if job is None:
+            return JSONResponse({"error": {"message": "No such job"}}, status_code=404)
+        steps = ["validating_files", "queued", "running", "succeeded"]
+        if job["status"] in steps[:-1]:
+            job["status"] = steps[steps.index(job["status"]) + 1]
+            job["events"].append(f"Job status: {job['status']}")
+            if job["status"] == "succeeded" and job.get("fail"):
+                job["status"] = "failed"
+                job["error"] = {"code": "server_error", "message": "The job failed on the provider"}
+            elif job["status"] == "succeeded":
+                job["fine_tuned_model"] = f"ft:{job['model']}:tensorzero-ray::{job['id'][-4:]}"
+                job["trained_tokens"] = 1234
+        return JSONResponse({k: v for k, v in job.items() if k not in ("events", "fail")})
+
+    async def job_events(self, request: Request) -> Response:
+        job = self.jobs[request.path_params["job_id"]]
+        data = [
+            {"object": "fine_tuning.job.event", "id": f"ftevent-{i}", "created_at": 1700000000 + i, "level": "info",
+             "message": message}
+            for i, message in enumerate(job["events"])
+        ]  # fmt: skip
+        return JSONResponse({"object": "list", "data": list(reversed(data)), "has_more": False})
 
     async def embeddings(self, request: Request) -> Response:
         body = await request.json()
