@@ -165,8 +165,16 @@ def test_a_ray_task_uses_the_in_cluster_client(serve_url):
                 status = None
             except GatewayError as error:
                 status = error.status_code
+            dataset = "cluster_" + str(response.inference_id)[-8:]
+            made = client.create_datapoints_from_inferences(dataset, inference_ids=[str(response.inference_id)])
+            listed = client.list_datapoints(dataset)
+            try:
+                client.list_datapoints("never_made_" + dataset)
+                missing = None
+            except GatewayError as error:
+                missing = error.status_code
             return {"text": response.content[0].text, "chunks": len(chunks), "feedback": str(feedback.feedback_id),
-                    "status": status}
+                    "status": status, "datapoints": [p.id for p in listed] == made, "missing": missing}
 
         @ray.remote(num_cpus=0)
         def non_blocking():
@@ -174,7 +182,10 @@ def test_a_ray_task_uses_the_in_cluster_client(serve_url):
                 client = AsyncClusterClient()
                 response = await client.inference(function_name="extract", input={"messages": [{"role": "user",
                     "content": [{"type": "template", "name": "user", "arguments": {"text": "x"}}]}]})
-                return response.output.parsed
+                # Feedback waits until the fresh inference is stored, so it can be read back.
+                await client.feedback(metric_name="thumbs_up", value=True, inference_id=str(response.inference_id))
+                found = await client.get_inferences([str(response.inference_id)])
+                return {"parsed": response.output.parsed, "found": found[0].inference_id == str(response.inference_id)}
             return asyncio.run(run())
 
         ray.init(address="auto", logging_level="ERROR", log_to_driver=False)
@@ -185,4 +196,5 @@ def test_a_ray_task_uses_the_in_cluster_client(serve_url):
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["blocking"]["text"] and result["blocking"]["chunks"] == 17
     assert result["blocking"]["feedback"] and result["blocking"]["status"] == 404
-    assert result["async"] == {"answer": "Hello"}
+    assert result["blocking"]["datapoints"] is True and result["blocking"]["missing"] == 404
+    assert result["async"] == {"parsed": {"answer": "Hello"}, "found": True}

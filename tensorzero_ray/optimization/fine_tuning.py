@@ -22,10 +22,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from tensorzero_ray.client import TensorZeroRayClient
 from tensorzero_ray.config import Config, load_config
 from tensorzero_ray.config.functions import JsonFunctionConfig
 from tensorzero_ray.config.variants import ChatCompletionVariantConfig
 from tensorzero_ray.optimization.snippet import ray_serve_model_snippet, variant_snippet, write_snippet
+from tensorzero_ray.types.curation import CuratedSet
 
 REPORT_FILE = "tensorzero_report.json"
 SNIPPET_FILE = "tensorzero_snippet.toml"
@@ -147,6 +149,18 @@ def curation_request(config: Config, spec: DataSpec, template_variant: str) -> d
     return body
 
 
+def curate(gateway: str, request: dict[str, Any]) -> CuratedSet:
+    """Examples from the store, through the gateway that owns it."""
+    with TensorZeroRayClient(gateway) as client:
+        return client.curate(**request)
+
+
+def _local_or_hub(name: str) -> str:
+    """An absolute path for a local model (workers may not share this cwd), else the name."""
+    path = Path(name).expanduser()
+    return str(path.resolve()) if path.exists() else name
+
+
 def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
@@ -163,10 +177,7 @@ def run(spec: FineTuneSpec) -> dict[str, Any]:
     template_variant = template_variant_for(config, spec)
     request = curation_request(config, spec, template_variant)
     log(f"curating {spec.method.upper()} examples for `{spec.function}` from {spec.gateway}")
-    from tensorzero_ray.client import TensorZeroRayClient
-
-    with TensorZeroRayClient(spec.gateway) as client:
-        curated = client.curate(**request)
+    curated = curate(spec.gateway, request)
     counts = curated.counts
     log(f"{counts.examples} examples ({counts.train} train, {counts.validation} validation, {counts.skipped} skipped)")
     if counts.examples < spec.min_examples:
@@ -220,9 +231,7 @@ def _train(spec: FineTuneSpec, curated, staging: Path) -> tuple[dict[str, Any], 
     steps_hint = spec.max_steps if spec.max_steps > 0 else 100
     loop_config = {
         "method": spec.method,
-        "base_model": str(Path(spec.base_model).expanduser().resolve())
-        if Path(spec.base_model).expanduser().exists()
-        else spec.base_model,
+        "base_model": _local_or_hub(spec.base_model),
         "train": curated.train,
         "validation": curated.validation,
         "checkpoint_dir": str(staging / "checkpoints"),

@@ -22,6 +22,7 @@ from tensorzero_ray.config.variants import ChatCompletionVariantConfig
 from tensorzero_ray.optimization.fine_tuning import (
     DataSpec,
     FineTuningError,
+    curate,
     curation_request,
     log,
     template_variant_for,
@@ -123,10 +124,7 @@ def run(spec: DataSpec, args: argparse.Namespace) -> dict[str, Any]:
     template_variant = template_variant_for(config, spec)
     request = curation_request(config, spec, template_variant)
     request["format"] = "openai_sft" if spec.method == "sft" else "openai_dpo"
-    from tensorzero_ray.client import TensorZeroRayClient
-
-    with TensorZeroRayClient(spec.gateway) as client:
-        curated = client.curate(**request)
+    curated = curate(spec.gateway, request)
     if curated.counts.examples < spec.min_examples:
         raise FineTuningError(
             f"Too few examples to fine-tune on: found {curated.counts.examples} (need at least {spec.min_examples}) "

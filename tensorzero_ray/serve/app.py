@@ -8,6 +8,7 @@ import re
 from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
 from ray import serve
 from ray.serve import Application
 
@@ -52,6 +53,7 @@ class Gateway:
         else:
             self._routers = LocalRouters(config, observability, local_models)
         self._app = create_app(config, self._routers, observability, ui)
+        self._in_process = httpx.AsyncClient(transport=httpx.ASGITransport(app=self._app), base_url="http://gateway")
 
     def __serve_build_asgi_app__(self):
         return self._app
@@ -77,6 +79,12 @@ class Gateway:
     async def feedback(self, payload: dict) -> dict:
         feedback_id = await self._app.state.feedback.submit(parse_body(FeedbackRequest, payload))
         return {"feedback_id": str(feedback_id)}
+
+    async def request(self, method: str, path: str, payload: dict | None) -> tuple[int, Any]:
+        """Any JSON endpoint of the HTTP API (stored inferences, datasets, curation, replay)
+        through the handle: (status, body)."""
+        response = await self._in_process.request(method, path, json=payload)
+        return response.status_code, response.json()
 
     def _target(self, payload: dict):
         function_name, request = parse_inference_request(payload)
