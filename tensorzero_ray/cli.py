@@ -186,6 +186,7 @@ def up_command(args) -> int:
     print(f"tensorzero-ray gateway is up at {url}")
     example = '{"model_name": "dummy::good", "input": {"messages": [{"role": "user", "content": "Hello"}]}}'
     print(f"  try: curl -s {url}/inference -H 'content-type: application/json' -d '{example}'")
+    print(f"  web UI: {url}/ui/")
     return 0
 
 

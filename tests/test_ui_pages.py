@@ -141,6 +141,24 @@ async def test_feedback_form_stores_feedback(gateway, seeded, observability):
     assert stored == [{"value": "Too wordy <b>really</b>", "tags": {"source": "ui"}}]
 
 
+async def test_episode_feedback_form_stores_episode_level_feedback(gateway, seeded, observability):
+    episode_id = seeded["chat"][2]["episode_id"]
+    r = await gateway.post(
+        f"/ui/observability/episodes/{episode_id}/feedback", data={"metric_name": "quality", "value": "0.625"}
+    )
+    assert r.status_code == 303, r.text
+    html = await ok(await gateway.get(f"/ui/observability/episodes/{episode_id}"))
+    assert "quality" in html and "0.625" in html
+    stored = await observability.query(
+        "SELECT value FROM FloatMetricFeedback WHERE target_id = {t:UUID}", {"t": uuid.UUID(episode_id)}
+    )
+    assert stored == [{"value": 0.625}]
+    refused = await gateway.post(
+        f"/ui/observability/episodes/{episode_id}/feedback", data={"metric_name": "thumbs_up", "value": "true"}
+    )
+    assert refused.status_code == 400 and "level" in refused.text
+
+
 async def test_bad_feedback_from_the_form_is_a_400_page(gateway, seeded):
     inference_id = seeded["chat"][1]["inference_id"]
     r = await gateway.post(

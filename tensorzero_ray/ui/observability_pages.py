@@ -209,8 +209,7 @@ def add_routes(app: FastAPI, state: UIState) -> None:
             next_link=urlencode({"limit": limit, "offset": offset + limit}) if len(rows) > limit else None,
         )
 
-    @app.get("/observability/episodes/{episode_id}")
-    async def episode(episode_id: str) -> Response:
+    async def episode_page(episode_id: str, *, status: int = 200, **extra: Any) -> Response:
         episode_id = _uuid(episode_id, "Episode")
         rows = await state.inferences.list(
             ListInferencesRequest(
@@ -220,8 +219,37 @@ def add_routes(app: FastAPI, state: UIState) -> None:
         if not rows:
             raise NotFound(f"No episode with id {episode_id}")
         return pages.render(
-            "episode.html", episode_id=episode_id, rows=rows, feedback=await state.queries.feedback_for(episode_id)
+            "episode.html",
+            status,
+            episode_id=episode_id,
+            rows=rows,
+            feedback=await state.queries.feedback_for(episode_id),
+            metrics={n: m for n, m in config.metrics.items() if m.level == "episode"},
+            **extra,
         )
+
+    @app.get("/observability/episodes/{episode_id}")
+    async def episode(episode_id: str) -> Response:
+        return await episode_page(episode_id)
+
+    @app.post("/observability/episodes/{episode_id}/feedback")
+    async def add_episode_feedback(episode_id: str, request: Request) -> Response:
+        episode_id = _uuid(episode_id, "Episode")
+        form = await form_fields(request)
+        metric = form.get("metric_name", "")
+        try:
+            if metric == "demonstration":
+                raise InvalidRequest("Demonstrations belong to an inference, not an episode")
+            value = feedback_value(config, metric, form.get("value", ""), "chat")
+            body = validated(
+                FeedbackRequest,
+                {"metric_name": metric, "value": value, "episode_id": episode_id, "tags": {"source": "ui"}},
+            )
+            await state.feedback.submit(body)
+        except TensorZeroError as exc:
+            return await episode_page(episode_id, status=exc.status_code, form_error=exc.message)
+        await state.flush()
+        return RedirectResponse(f"{state.base}/observability/episodes/{episode_id}#feedback", 303)
 
     @app.get("/observability/functions")
     async def functions() -> Response:
