@@ -293,42 +293,47 @@ def _snippet(config: Config, spec: FineTuneSpec, template_variant: str, output: 
     return snippet
 
 
-def parse_args(method: str, argv: list[str] | None) -> FineTuneSpec:
-    what = "supervised fine-tuning" if method == "sft" else "DPO"
-    parser = argparse.ArgumentParser(prog=f"jobs/{method}.py", description=f"{what} on stored inferences, on Ray.")
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options every fine-tuning job shares: where the data comes from, and how the
+    result is named in the config snippet."""
     parser.add_argument("--gateway", default=os.environ.get("TENSORZERO_GATEWAY_URL", "http://127.0.0.1:8000"))
     parser.add_argument("--config", required=True, help="the tensorzero.toml (path or glob) the gateway runs")
     parser.add_argument("--function", required=True)
     parser.add_argument("--metric", help="keep inferences this metric rates well (boolean: its good value)")
     parser.add_argument("--threshold", type=float, help="for a float metric: at least (max) or at most (min)")
     parser.add_argument("--template-variant", help="the variant whose templates render the inputs")
-    if method == "dpo":
-        parser.add_argument("--pairs-from", choices=["demonstration", "metric"], default="demonstration")
-    parser.add_argument("--base-model", required=True, help="a model directory or a hub name")
-    parser.add_argument("--output", required=True, type=Path, help="where the trained model goes")
-    parser.add_argument("--overwrite", action="store_true")
     parser.add_argument("--val-fraction", type=float, default=0.2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--limit", type=int, default=10_000, help="at most this many stored inferences")
+    parser.add_argument("--variant-name", help="name of the new variant in the snippet")
+    parser.add_argument("--model-name", help="name of the new model in the snippet")
+    parser.add_argument("--weight", type=float, default=0.1, help="the new variant's sampling weight")
+    parser.add_argument("--write-config", type=Path, help="also append the snippet to this config file")
+
+
+def parse_args(method: str, argv: list[str] | None) -> FineTuneSpec:
+    what = "supervised fine-tuning" if method == "sft" else "DPO"
+    parser = argparse.ArgumentParser(prog=f"jobs/{method}.py", description=f"{what} on stored inferences, on Ray.")
+    add_data_arguments(parser)
+    if method == "dpo":
+        parser.add_argument("--pairs-from", choices=["demonstration", "metric"], default="demonstration")
+        parser.add_argument("--beta", type=float, default=0.1)
     parser.add_argument("--min-examples", type=int, default=8)
+    parser.add_argument("--base-model", required=True, help="a model directory or a hub name")
+    parser.add_argument("--output", required=True, type=Path, help="where the trained model goes")
+    parser.add_argument("--overwrite", action="store_true")
     parser.add_argument("--max-steps", type=int, default=-1, help="optimizer steps (default: --epochs)")
     parser.add_argument("--epochs", type=float, default=3.0)
     parser.add_argument("--learning-rate", type=float, default=5e-5)
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--max-length", type=int, default=1024)
-    if method == "dpo":
-        parser.add_argument("--beta", type=float, default=0.1)
     parser.add_argument("--lora-r", type=int, default=0, help="train a LoRA adapter of this rank (then merged)")
     parser.add_argument("--num-workers", type=int, default=1)
     parser.add_argument("--use-gpu", action="store_true")
     parser.add_argument("--bf16", action="store_true")
     parser.add_argument("--save-steps", type=int, default=50, help="checkpoint every this many steps")
-    parser.add_argument("--variant-name", help="name of the new variant in the snippet")
-    parser.add_argument("--model-name", help="name of the new model in the snippet")
-    parser.add_argument("--weight", type=float, default=0.1, help="the new variant's sampling weight")
     parser.add_argument("--serve-num-cpus", type=float, help="CPUs per replica of the served model (snippet)")
     parser.add_argument("--serve-num-gpus", type=float, help="GPUs per replica of the served model (snippet)")
-    parser.add_argument("--write-config", type=Path, help="also append the snippet to this config file")
     args = vars(parser.parse_args(argv))
     return FineTuneSpec(method=method, **{k: v for k, v in args.items() if v is not None})
 

@@ -22,6 +22,7 @@ from tensorzero_ray.config.variants import ChatCompletionVariantConfig
 from tensorzero_ray.optimization.fine_tuning import (
     DataSpec,
     FineTuningError,
+    add_data_arguments,
     curate,
     curation_request,
     log,
@@ -180,50 +181,26 @@ def run(spec: DataSpec, args: argparse.Namespace) -> dict[str, Any]:
     return {"job": job, "snippet": snippet}
 
 
+OPENAI_OPTIONS = ("model", "api_base", "api_key_env", "n_epochs", "suffix", "poll_interval", "timeout")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="jobs/openai_sft.py", description="Fine-tune an OpenAI model on stored data.")
-    parser.add_argument("--gateway", default=os.environ.get("TENSORZERO_GATEWAY_URL", "http://127.0.0.1:8000"))
-    parser.add_argument("--config", required=True)
-    parser.add_argument("--function", required=True)
-    parser.add_argument("--metric")
-    parser.add_argument("--threshold", type=float)
-    parser.add_argument("--template-variant")
+    add_data_arguments(parser)
     parser.add_argument("--method", choices=["sft", "dpo"], default="sft")
+    parser.add_argument("--beta", type=float, default=0.1)
+    parser.add_argument("--min-examples", type=int, default=10)
     parser.add_argument("--model", required=True, help="the OpenAI model to fine-tune, e.g. gpt-4o-mini-2024-07-18")
     parser.add_argument("--api-base", default=os.environ.get("OPENAI_BASE_URL", "https://api.openai.com/v1"))
     parser.add_argument("--api-key-env", default="OPENAI_API_KEY", help="the environment variable with the key")
     parser.add_argument("--n-epochs", type=int)
-    parser.add_argument("--beta", type=float, default=0.1)
     parser.add_argument("--suffix")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--val-fraction", type=float, default=0.2)
-    parser.add_argument("--min-examples", type=int, default=10)
     parser.add_argument("--poll-interval", type=float, default=15.0)
     parser.add_argument("--timeout", type=float, help="give up after this many seconds")
-    parser.add_argument("--variant-name")
-    parser.add_argument("--model-name")
-    parser.add_argument("--weight", type=float, default=0.1)
-    parser.add_argument("--write-config", type=Path)
     args = parser.parse_args(argv)
-    spec = DataSpec(
-        method=args.method,
-        gateway=args.gateway,
-        config=args.config,
-        function=args.function,
-        metric=args.metric,
-        threshold=args.threshold,
-        template_variant=args.template_variant,
-        val_fraction=args.val_fraction,
-        seed=args.seed,
-        min_examples=args.min_examples,
-        beta=args.beta,
-        variant_name=args.variant_name,
-        model_name=args.model_name,
-        weight=args.weight,
-        write_config=args.write_config,
-    )
+    fields = {k: v for k, v in vars(args).items() if k not in OPENAI_OPTIONS and v is not None}
     try:
-        run(spec, args)
+        run(DataSpec(**fields), args)
     except FineTuningError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return 2

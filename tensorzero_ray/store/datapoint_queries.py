@@ -8,11 +8,9 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any
 
-import orjson
-
 from tensorzero_ray.config import Config
 from tensorzero_ray.errors import InvalidRequest
-from tensorzero_ray.store.inference_queries import FilterBuilder, tool_and_schema_fields
+from tensorzero_ray.store.inference_queries import FilterBuilder, json_or_none, tool_and_schema_fields
 from tensorzero_ray.types.datasets import Datapoint, ListDatapointsRequest
 
 _COMMON = (
@@ -96,10 +94,6 @@ DATASETS_SQL = (
 )
 
 
-def _loads(text: str | None) -> Any:
-    return orjson.loads(text) if text else None
-
-
 def datapoint(row: dict[str, Any]) -> Datapoint:
     return Datapoint(
         type=row["type"],
@@ -107,8 +101,8 @@ def datapoint(row: dict[str, Any]) -> Datapoint:
         function_name=row["function_name"],
         id=row["id"],
         episode_id=row["episode_id"],
-        input=_loads(row["input"]) or {},
-        output=_loads(row["output"]),
+        input=json_or_none(row["input"]) or {},
+        output=json_or_none(row["output"]),
         tags=row["tags"],
         auxiliary=row["auxiliary"],
         is_deleted=row["is_deleted"],

@@ -125,10 +125,15 @@ class FilterBuilder:
         raise InvalidRequest(f"Unsupported filter: {node!r}")
 
 
+def inference_table(config: Config, function_name: str) -> str:
+    """Where a function's inferences are stored."""
+    return "JsonInference" if isinstance(config.function(function_name), JsonFunctionConfig) else "ChatInference"
+
+
 def _source_tables(config: Config, function_name: str | None) -> list[str]:
     if function_name is None:
         return [_CHAT, _JSON]
-    return [_JSON if isinstance(config.function(function_name), JsonFunctionConfig) else _CHAT]
+    return [_JSON if inference_table(config, function_name) == "JsonInference" else _CHAT]
 
 
 def list_inferences_sql(
@@ -201,18 +206,19 @@ def _order(b: FilterBuilder, request: ListInferencesRequest) -> tuple[str, bool]
     return ", ".join([*terms, newest_first]), False
 
 
-def _loads(text: str | None) -> Any:
+def json_or_none(text: str | None) -> Any:
+    """A JSON payload column (empty or NULL: None)."""
     return orjson.loads(text) if text else None
 
 
 def tool_and_schema_fields(row: dict[str, Any]) -> dict[str, Any]:
     """The tool columns of a chat row, or the output schema of a JSON row, as API fields."""
     if row["type"] != "chat":
-        return {"output_schema": _loads(row["output_schema"])}
+        return {"output_schema": json_or_none(row["output_schema"])}
     return {
         "additional_tools": [orjson.loads(t) for t in row["dynamic_tools"]],
-        "allowed_tools": _loads(row["allowed_tools"]),
-        "tool_choice": _loads(row["tool_choice"]),
+        "allowed_tools": json_or_none(row["allowed_tools"]),
+        "tool_choice": json_or_none(row["tool_choice"]),
         "parallel_tool_calls": row["parallel_tool_calls"],
         "provider_tools": [orjson.loads(t) for t in row.get("dynamic_provider_tools", [])],
     }
@@ -226,26 +232,26 @@ def rfc3339_from_id(inference_id: str) -> str:
 
 def stored_inference(row: dict[str, Any], output_source: str) -> StoredInference:
     """A row of `list_inferences_sql` as the API's StoredInference."""
-    output = _loads(row["output"])
+    output = json_or_none(row["output"])
     dispreferred: list[Any] = []
     if output_source == "demonstration":
         dispreferred = [output]
-        output = _loads(row["demonstration"])
+        output = json_or_none(row["demonstration"])
     elif output_source == "none":
         output = None
     return StoredInference(
         type=row["type"],
         function_name=row["function_name"],
         variant_name=row["variant_name"],
-        input=_loads(row["input"]) or {},
+        input=json_or_none(row["input"]) or {},
         output=output,
         dispreferred_outputs=dispreferred,
         timestamp=rfc3339_from_id(row["id"]),
         episode_id=row["episode_id"],
         inference_id=row["id"],
         tags=row["tags"],
-        extra_body=_loads(row["extra_body"]),
-        inference_params=_loads(row["inference_params"]),
+        extra_body=json_or_none(row["extra_body"]),
+        inference_params=json_or_none(row["inference_params"]),
         processing_time_ms=row["processing_time_ms"],
         ttft_ms=row["ttft_ms"],
         **tool_and_schema_fields(row),

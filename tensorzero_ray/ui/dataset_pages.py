@@ -13,8 +13,7 @@ from fastapi.responses import RedirectResponse, Response
 from tensorzero_ray.errors import InvalidRequest, NotFound, TensorZeroError
 from tensorzero_ray.types.datasets import FromInferenceQuery, ListDatapointsRequest, UpdateMetadataRequest
 from tensorzero_ray.ui.app import UIState
-from tensorzero_ray.ui.forms import FILTER_FIELDS, list_request, validated
-from tensorzero_ray.ui.observability_pages import _page_args, _uuid, form_fields
+from tensorzero_ray.ui.forms import FILTER_FIELDS, form_fields, list_request, page_args, parse_id, validated
 
 
 def _dataset_url(state: UIState, name: str) -> str:
@@ -106,7 +105,7 @@ def add_routes(app: FastAPI, state: UIState) -> None:
 
     @app.get("/datasets/{dataset}")
     async def dataset_page(dataset: str, request: Request) -> Response:
-        limit, offset = _page_args(request)
+        limit, offset = page_args(request)
         function = request.query_params.get("function") or None
         rows = await state.datasets.list(
             dataset, ListDatapointsRequest(function_name=function, limit=limit + 1, offset=offset)
@@ -123,7 +122,7 @@ def add_routes(app: FastAPI, state: UIState) -> None:
         )
 
     async def datapoint_page(dataset: str, datapoint_id: str, *, status: int = 200, **extra: Any) -> Response:
-        (point,) = await state.datasets.get([_uuid(datapoint_id, "Datapoint")], dataset)
+        (point,) = await state.datasets.get([parse_id(datapoint_id, "Datapoint")], dataset)
         if isinstance(point.output, dict):
             output_text = point.output.get("raw") or ""
         elif point.output and all(b.get("type") == "text" for b in point.output):
@@ -148,7 +147,7 @@ def add_routes(app: FastAPI, state: UIState) -> None:
     async def edit_datapoint(dataset: str, datapoint_id: str, request: Request) -> Response:
         form = await form_fields(request)
         try:
-            (point,) = await state.datasets.get([_uuid(datapoint_id, "Datapoint")], dataset)
+            (point,) = await state.datasets.get([parse_id(datapoint_id, "Datapoint")], dataset)
             if point.staled_at is not None:
                 raise InvalidRequest("This datapoint was edited or deleted since; open its current version")
             change = {"id": point.id, "output": _edited_output(point.type, form.get("output", "")),
@@ -167,5 +166,5 @@ def add_routes(app: FastAPI, state: UIState) -> None:
 
     @app.post("/datasets/{dataset}/datapoint/{datapoint_id}/delete")
     async def delete_datapoint(dataset: str, datapoint_id: str) -> Response:
-        await state.datasets.delete(dataset, [_uuid(datapoint_id, "Datapoint")])
+        await state.datasets.delete(dataset, [parse_id(datapoint_id, "Datapoint")])
         return RedirectResponse(_dataset_url(state, dataset), 303)

@@ -3,14 +3,17 @@ the API's rules and shows the same messages."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime, timezone
 from typing import Any
+from urllib.parse import parse_qsl
 
 import orjson
+from fastapi import Request
 from pydantic import BaseModel, ValidationError
 
 from tensorzero_ray.config import Config
-from tensorzero_ray.errors import InvalidRequest
+from tensorzero_ray.errors import InvalidRequest, NotFound
 from tensorzero_ray.types.stored import ListInferencesRequest
 from tensorzero_ray.validation import describe_errors
 
@@ -30,6 +33,31 @@ FILTER_FIELDS = (
     "output_source",
 )
 PAGE_SIZES = (20, 50, 100)
+
+
+async def form_fields(request: Request) -> dict[str, str]:
+    """An urlencoded form body as a dict (the last value wins for repeated fields)."""
+    body = (await request.body()).decode("utf-8", errors="replace")
+    return dict(parse_qsl(body, keep_blank_values=True))
+
+
+def parse_id(value: str, what: str) -> str:
+    """A UUID from a page's path or form; anything else names nothing, so it is a 404."""
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise NotFound(f"{what} `{value}` is not a valid id") from None
+
+
+def page_args(request: Request) -> tuple[int, int]:
+    try:
+        limit = int(request.query_params.get("limit", PAGE_SIZES[0]))
+        offset = max(int(request.query_params.get("offset", 0)), 0)
+    except ValueError:
+        raise InvalidRequest("`limit` and `offset` must be whole numbers") from None
+    if limit not in PAGE_SIZES:
+        raise InvalidRequest(f"`limit` must be one of {', '.join(map(str, PAGE_SIZES))}")
+    return limit, offset
 
 
 def validated(model: type[BaseModel], data: dict[str, Any]):

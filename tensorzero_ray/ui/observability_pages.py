@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import urlencode
 
 from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
@@ -19,35 +18,20 @@ from tensorzero_ray.types.replay import ReplayRequest
 from tensorzero_ray.types.stored import GetInferencesRequest, ListInferencesRequest, StoredInference
 from tensorzero_ray.ui.app import UIState
 from tensorzero_ray.ui.charts import Series, colors_for, line_chart, share_bar
-from tensorzero_ray.ui.forms import FILTER_FIELDS, PAGE_SIZES, feedback_value, list_request, validated
-
-
-async def form_fields(request: Request) -> dict[str, str]:
-    """An urlencoded form body as a dict (the last value wins for repeated fields)."""
-    body = (await request.body()).decode("utf-8", errors="replace")
-    return dict(parse_qsl(body, keep_blank_values=True))
-
-
-def _uuid(value: str, what: str) -> str:
-    try:
-        return str(uuid.UUID(value))
-    except ValueError:
-        raise NotFound(f"{what} `{value}` is not a valid id") from None
-
-
-def _page_args(request: Request) -> tuple[int, int]:
-    try:
-        limit = int(request.query_params.get("limit", PAGE_SIZES[0]))
-        offset = max(int(request.query_params.get("offset", 0)), 0)
-    except ValueError:
-        raise InvalidRequest("`limit` and `offset` must be whole numbers") from None
-    if limit not in PAGE_SIZES:
-        raise InvalidRequest(f"`limit` must be one of {', '.join(map(str, PAGE_SIZES))}")
-    return limit, offset
+from tensorzero_ray.ui.forms import (
+    FILTER_FIELDS,
+    PAGE_SIZES,
+    feedback_value,
+    form_fields,
+    list_request,
+    page_args,
+    parse_id,
+    validated,
+)
 
 
 async def _inference(state: UIState, inference_id: str) -> StoredInference:
-    found = await state.inferences.get(GetInferencesRequest(ids=[_uuid(inference_id, "Inference")]))
+    found = await state.inferences.get(GetInferencesRequest(ids=[parse_id(inference_id, "Inference")]))
     if not found:
         raise NotFound(f"No inference with id {inference_id}")
     return found[0]
@@ -75,7 +59,7 @@ def add_routes(app: FastAPI, state: UIState) -> None:
     @app.get("/resolve")
     async def resolve(id: str = "") -> Response:
         """The search box: whatever a UUID names, go to its page."""
-        value = _uuid(id.strip(), "Search")
+        value = parse_id(id.strip(), "Search")
         kind = await state.queries.kind_of(value)
         if kind == "inference":
             return RedirectResponse(f"{state.base}/observability/inferences/{value}", 303)
@@ -87,7 +71,7 @@ def add_routes(app: FastAPI, state: UIState) -> None:
     @app.get("/observability/inferences")
     async def inferences(request: Request) -> Response:
         form = {k: request.query_params.get(k, "") for k in FILTER_FIELDS}
-        limit, offset = _page_args(request)
+        limit, offset = page_args(request)
         query = list_request(config, form, offset=offset, limit=limit)
         rows = await state.inferences.list(query)
         total = await state.inferences.count(query.model_copy(update={"limit": 0, "offset": None}))
@@ -198,7 +182,7 @@ def add_routes(app: FastAPI, state: UIState) -> None:
 
     @app.get("/observability/episodes")
     async def episodes(request: Request) -> Response:
-        limit, offset = _page_args(request)
+        limit, offset = page_args(request)
         rows = await state.queries.episodes(limit + 1, offset)
         return pages.render(
             "episodes.html",
@@ -210,7 +194,7 @@ def add_routes(app: FastAPI, state: UIState) -> None:
         )
 
     async def episode_page(episode_id: str, *, status: int = 200, **extra: Any) -> Response:
-        episode_id = _uuid(episode_id, "Episode")
+        episode_id = parse_id(episode_id, "Episode")
         rows = await state.inferences.list(
             ListInferencesRequest(
                 episode_id=episode_id, limit=200, order_by=[{"by": "timestamp", "direction": "ascending"}]
@@ -234,7 +218,7 @@ def add_routes(app: FastAPI, state: UIState) -> None:
 
     @app.post("/observability/episodes/{episode_id}/feedback")
     async def add_episode_feedback(episode_id: str, request: Request) -> Response:
-        episode_id = _uuid(episode_id, "Episode")
+        episode_id = parse_id(episode_id, "Episode")
         form = await form_fields(request)
         metric = form.get("metric_name", "")
         try:
@@ -376,30 +360,21 @@ def add_routes(app: FastAPI, state: UIState) -> None:
         rows = await state.queries.model_numbers()
         width, series = await state.queries.model_timeseries()
         unit = _width(width)
-        return pages.render(
-            "models.html",
-            rows=rows,
-            requests_chart=line_chart(
-                [Series(n, p) for n, p in sorted(series.get("requests", {}).items())],
-                title=f"Model inferences per {unit}",
-                y_label="inferences",
-            ),
-            latency_chart=line_chart(
-                [Series(n, p) for n, p in sorted(series.get("latency", {}).items())],
-                title=f"Median response time per {unit}",
-                y_label="ms",
-            ),
-            errors_chart=line_chart(
-                [Series(n, p) for n, p in sorted(series.get("errors", {}).items())],
-                title=f"Failed provider calls per {unit}",
-                y_label="failures",
-            ),
-            ttft_chart=line_chart(
-                [Series(n, p) for n, p in sorted(series.get("ttft", {}).items())],
-                title=f"Median time to first token per {unit} (streamed calls)",
-                y_label="ms",
-            ),
-        )
+        charts = {
+            "requests": (f"Model inferences per {unit}", "inferences"),
+            "latency": (f"Median response time per {unit}", "ms"),
+            "errors": (f"Failed provider calls per {unit}", "failures"),
+            "ttft": (f"Median time to first token per {unit} (streamed calls)", "ms"),
+        }
+        drawn = {
+            f"{key}_chart": line_chart(
+                [Series(name, points) for name, points in sorted(series.get(key, {}).items())],
+                title=title,
+                y_label=y_label,
+            )
+            for key, (title, y_label) in charts.items()
+        }
+        return pages.render("models.html", rows=rows, **drawn)
 
 
 def _width(seconds: int) -> str:

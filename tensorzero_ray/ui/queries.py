@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from tensorzero_ray.config import Config
-from tensorzero_ray.config.functions import JsonFunctionConfig
 from tensorzero_ray.datasets.store_access import StoreAccess, read
+from tensorzero_ray.store.inference_queries import inference_table
 from tensorzero_ray.ui.stats import Estimate, estimate
 
 # Bucket widths to choose from, so that a time range gets at most MAX_BUCKETS points.
@@ -24,11 +24,6 @@ def bucket_seconds(first_s: float, last_s: float) -> int:
         if span / width <= MAX_BUCKETS:
             return width
     return BUCKETS_S[-1]
-
-
-def _inference_table(config: Config, function_name: str) -> str:
-    function = config.functions.get(function_name)
-    return "JsonInference" if isinstance(function, JsonFunctionConfig) else "ChatInference"
 
 
 @dataclass
@@ -98,7 +93,7 @@ class UIQueries:
         return float(rows[0]["a"]), float(rows[0]["b"])
 
     async def variant_throughput(self, function_name: str) -> tuple[int, dict[str, list[tuple[float, float]]]]:
-        table = _inference_table(self.config, function_name)
+        table = inference_table(self.config, function_name)
         params = {"f": function_name}
         span = await self._span(table, "function_name = {f:String}", params)
         if span is None:
@@ -142,7 +137,7 @@ class UIQueries:
             "WHERE metric_name = {m:String} GROUP BY target_id"
         )
         if metric.level == "inference":
-            table = _inference_table(self.config, function_name)
+            table = inference_table(self.config, function_name)
             targets = (
                 f"SELECT id AS target, variant_name AS variant, timestamp AS ts FROM {table} "
                 "WHERE function_name = {f:String}"
@@ -185,7 +180,7 @@ class UIQueries:
 
     async def variant_numbers(self, function_name: str) -> dict[str, dict[str, Any]]:
         """Per variant: inferences, latency quantiles, time to first token, tokens, cost."""
-        table = _inference_table(self.config, function_name)
+        table = inference_table(self.config, function_name)
         qs = ", ".join(str(q) for q in LATENCY_QUANTILES)
         rows = await self._rows(
             f"SELECT variant_name, count() AS n, quantiles({qs})(processing_time_ms) AS latency, "

@@ -11,6 +11,7 @@ import httpx
 from tensorzero_ray.config import Config
 from tensorzero_ray.serve.observability import ObservabilityClient, StorageSettings
 from tensorzero_ray.serve.routers import LocalRouters
+from tensorzero_ray.types import InferenceRequest, InferenceResponse
 from tensorzero_ray.ui.app import create_ui_app
 
 PASSED_HEADERS = ("content-type", "location", "cache-control", "content-length", "last-modified", "etag")
@@ -27,9 +28,17 @@ class UIServer:
         config_hash: str = "",
     ):
         observability = ObservabilityClient(storage, writer) if storage is not None else None
-        self._routers = LocalRouters(config, None, local_models)
-        self.app = create_ui_app(config, observability, infer=self._routers.infer, config_hash=config_hash)
+        self._config = config
+        self._local_models = local_models
+        self._routers: LocalRouters | None = None
+        self.app = create_ui_app(config, observability, infer=self._infer, config_hash=config_hash)
         self._client = httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app), base_url="http://ui")
+
+    async def _infer(self, function_name: str, request: InferenceRequest) -> InferenceResponse:
+        # Built on first use: most UI replicas never run a dry-run inference.
+        if self._routers is None:
+            self._routers = LocalRouters(self._config, None, self._local_models)
+        return await self._routers.infer(function_name, request)
 
     async def handle(
         self, method: str, path: str, query: str, headers: dict[str, str], body: bytes
