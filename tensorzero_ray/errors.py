@@ -70,6 +70,10 @@ class RouteNotFound(NotFound):
         super().__init__(f"Route not found: {method} {path}")
 
 
+class Forbidden(TensorZeroError):
+    status_code = 403
+
+
 class PayloadTooLarge(TensorZeroError):
     status_code = 413
 

@@ -51,3 +51,24 @@ def check_tags(tags: dict[str, str], internal: bool) -> None:
         for key in tags:
             if key.startswith("tensorzero::"):
                 raise InvalidRequest(f"Tag name cannot start with 'tensorzero::': {key}")
+
+
+MAX_JSON_DEPTH = 100
+
+
+def check_json_depth(value: Any, limit: int = MAX_JSON_DEPTH) -> None:
+    """Refuse nesting past `limit` before anything recursive (validators, schema checks,
+    templates) walks the value: deep input is the caller's error, never a crash."""
+    stack: list[tuple[Any, int, tuple]] = [(value, 1, ())]
+    while stack:
+        node, depth, path = stack.pop()
+        if isinstance(node, dict):
+            children = node.items()
+        elif isinstance(node, list):
+            children = enumerate(node)
+        else:
+            continue
+        if depth > limit:
+            where = "/".join(str(p) for p in path[:8]) + ("/..." if len(path) > 8 else "")
+            raise InvalidRequest(f"JSON nested more than {limit} levels deep (at `{where or '/'}`)")
+        stack.extend((child, depth + 1, (*path, key)) for key, child in children)

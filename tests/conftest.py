@@ -25,6 +25,10 @@ ROOT = Path(__file__).resolve().parent.parent
 CONFIG_DIR = Path(__file__).parent / "config"
 
 PROVIDERS_TOML = """
+# The mocks listen on loopback: input-file URLs may point at them (and nowhere else private).
+[gateway.security]
+fetch_allowed_hosts = ["{openai_host}"]
+
 [models.gpt]
 routing = ["openai"]
 [models.gpt.providers.openai]
@@ -122,6 +126,7 @@ def config_dir(tmp_path_factory, openai_mock, anthropic_mock) -> Path:
     (target / "anthropic_key").write_text(anthropic_mock.api_key)
     (target / "providers.toml").write_text(
         PROVIDERS_TOML.format(
+            openai_host=openai_mock.url.removeprefix("http://"),
             openai=openai_mock.url,
             anthropic=anthropic_mock.url,
             openai_key=target / "openai_key",
@@ -173,9 +178,32 @@ async def gateway(config, observability, storage, writer):
     routers = LocalRouters(config, observability)
     ui = UIServer(config, storage, writer, config_hash=config_hash(config))
     transport = httpx.ASGITransport(app=create_app(config, routers, observability, ui))
-    async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+    async with httpx.AsyncClient(transport=transport, base_url=GATEWAY_ORIGIN) as client:
         yield client
     await routers.aclose()
+
+
+GATEWAY_ORIGIN = "http://localhost"
+
+
+@pytest.fixture(scope="session")
+def ui_post(gateway):
+    """Posts a UI form as a browser does: with the token cookie its pages set, the token in
+    the form, and the page's Origin."""
+    token: list[str] = []
+
+    async def post(path: str, fields: dict) -> httpx.Response:
+        if not token:
+            page = await gateway.get("/ui/", headers={"cookie": "fresh=1"})  # no token yet: one is issued
+            cookie = next(c for c in page.headers.get_list("set-cookie") if c.startswith("tzray_csrf="))
+            token.append(cookie.split(";", 1)[0].split("=", 1)[1])
+        return await gateway.post(
+            path,
+            data={**fields, "csrf_token": token[0]},
+            headers={"origin": GATEWAY_ORIGIN, "cookie": f"tzray_csrf={token[0]}"},
+        )
+
+    return post
 
 
 def tzray(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:

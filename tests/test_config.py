@@ -117,6 +117,11 @@ BROKEN = [
         "functions.g.system_schema: file not found",
         id="missing-schema-file",
     ),
+    pytest.param(
+        BASE + "[gateway.auth]\nenabled = true\n",
+        "gateway.auth.enabled: API-key authentication is not available in tensorzero-ray yet",
+        id="auth-not-silently-off",
+    ),
 ]
 
 

@@ -167,7 +167,7 @@ async def test_from_inference_ids_and_from_a_query(gateway, stored):
 
 
 async def test_the_python_client_covers_datasets(gateway, stored):
-    async with AsyncTensorZeroRayClient("http://gateway", transport=gateway._transport) as client:
+    async with AsyncTensorZeroRayClient(str(gateway.base_url), transport=gateway._transport) as client:
         dataset = name()
         ids = await client.create_datapoints(dataset, [CHAT])
         assert [p.id for p in await client.list_datapoints(dataset)] == ids

@@ -186,6 +186,19 @@ async def test_wrong_key_is_a_provider_error(openai_mock):
         await p.infer(request(), CallContext(credentials={"openai": "wrong"}))
 
 
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_key_echoed_by_the_provider_is_scrubbed(openai_mock, stream):
+    secret = "sk-live-0123456789abcdef"
+    p = provider(openai_mock)
+    with pytest.raises(ProviderError) as caught:
+        if stream:
+            await anext(aiter(p.stream(request(), CallContext(credentials={"openai": secret}))))
+        else:
+            await p.infer(request(), CallContext(credentials={"openai": secret}))
+    assert "Incorrect API key provided: [REDACTED]" in caught.value.message
+    assert secret not in caught.value.message and secret not in caught.value.raw_response
+
+
 async def test_client_timeout(openai_mock):
     config = PROVIDER.validate_python(
         {

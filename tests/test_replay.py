@@ -117,7 +117,7 @@ async def test_failed_rows_carry_their_error_and_the_rest_finish(gateway, histor
 
 
 async def test_the_python_client_replays(gateway, history):
-    async with AsyncTensorZeroRayClient("http://gateway", transport=gateway._transport) as client:
+    async with AsyncTensorZeroRayClient(str(gateway.base_url), transport=gateway._transport) as client:
         found = await client.list_inferences(**by_suite(history))
         assert len(found) == 100
         result = await client.replay(inference_ids=[i.inference_id for i in found[:5]], variant_name="echo")

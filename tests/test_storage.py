@@ -13,11 +13,10 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tensorzero_ray.ids import uuid7
 from tensorzero_ray.store import BatchWriter, ClickHouseStore, Spool
 from tensorzero_ray.store.dsn import redact, resolve_dsn
+from tensorzero_ray.store.journal import Journal
 from tensorzero_ray.store.migrations import MIGRATIONS
-from tensorzero_ray.store.rows import ChatInferenceRow
 
 SYSTEM = {"assistant_name": "Alfred"}
 HELLO = {"system": SYSTEM, "messages": [{"role": "user", "content": "Hello"}]}
@@ -172,18 +171,21 @@ async def test_outage_loses_nothing_and_duplicates_nothing(gateway, observabilit
 
 async def test_unreachable_server_spools_and_bounded_buffer(tmp_path):
     """A writer pointed at a ClickHouse server that is not there keeps every row in the spool;
-    past its buffer limit, rows go to the spool straight away."""
+    past its buffer limit, it flushes (into the spool) at once."""
     store = ClickHouseStore("http://default:secret@127.0.0.1:9/tensorzero")
     spool = Spool(tmp_path / "spool.jsonl")
-    writer = BatchWriter(store, spool, max_rows=10, max_buffered_rows=25)
+    writer = BatchWriter(store, spool, Journal(tmp_path / "journal"), max_rows=10, max_buffered_rows=25)
+    await writer.start()
     for index in range(40):
-        await writer.submit("ChatInference", [{"id": index}])
+        await writer.submit(f"t{index}", [("ModelProviderFailure", [{"id": index}])])
+        await asyncio.sleep(0)
     assert writer.buffered_rows <= 25
     await writer.flush()
     assert spool.pending_rows() == 40
     assert await writer.replay() == 0
     assert spool.pending_rows() == 40
     assert "secret" not in repr(store)
+    await writer.close()
     store.close()
 
 
@@ -208,29 +210,3 @@ def test_tzray_migrate_creates_the_schema_once(tmp_path):
     assert f"applied {[m.id for m in MIGRATIONS]}" in first.stdout
     second = subprocess.run(run, env=env, capture_output=True, text=True, timeout=120)
     assert second.returncode == 0 and "up to date" in second.stdout
-
-
-async def test_close_flushes_what_is_buffered(writer, tmp_path):
-    """Graceful shutdown: rows still in the buffer are inserted before the writer stops."""
-    tag = uuid.uuid4().hex
-    slow = BatchWriter(writer.store, Spool(tmp_path / "spool.jsonl"), flush_interval_s=3600)
-    slow.start()
-    rows = [
-        ChatInferenceRow(
-            id=uuid7(),
-            function_name="f",
-            variant_name="v",
-            episode_id=uuid7(),
-            input="{}",
-            output="[]",
-            inference_params="{}",
-            tags={"close": tag},
-        ).record()
-        for _ in range(5)
-    ]
-    await slow.submit("ChatInference", rows)
-    await slow.close()
-    found = await writer.store.query(
-        "SELECT count() AS n FROM ChatInference WHERE tags['close'] = {t:String}", {"t": tag}
-    )
-    assert found == [{"n": 5}]

@@ -181,10 +181,18 @@ FILE_BAD = [
     pytest.param(
         {"type": "image", "url": "http://127.0.0.1:9/x.png"},
         400,
-        "could not fetch http://127.0.0.1:9/x.png",
-        id="unreachable-url",
+        "could not fetch the file at its URL",
+        id="loopback-url",
     ),
-    pytest.param({"type": "image", "url": "ftp://example/x.png"}, 400, "file URLs must be http(s)", id="ftp-url"),
+    pytest.param(
+        {"type": "image", "url": "ftp://example/x.png"}, 400, "file URLs must be http:// or https://", id="ftp-url"
+    ),
+    pytest.param(
+        {"type": "image", "url": "javascript:alert(1)"},
+        400,
+        "file URLs must be http:// or https://",
+        id="javascript-url",
+    ),
 ]
 
 

@@ -126,11 +126,11 @@ async def test_bad_filters_are_explained(gateway, params, fragment):
     assert r.status_code == 400 and fragment in r.text and "Traceback" not in r.text
 
 
-async def test_feedback_form_stores_feedback(gateway, seeded, observability):
+async def test_feedback_form_stores_feedback(ui_post, gateway, seeded, observability):
     inference_id = seeded["chat"][1]["inference_id"]
     for metric, value in (("score", "0.75"), ("comment", "Too wordy <b>really</b>"), ("demonstration", "Shorter.")):
-        r = await gateway.post(
-            f"/ui/observability/inferences/{inference_id}/feedback", data={"metric_name": metric, "value": value}
+        r = await ui_post(
+            f"/ui/observability/inferences/{inference_id}/feedback", {"metric_name": metric, "value": value}
         )
         assert r.status_code == 303, r.text
     html = await ok(await gateway.get(f"/ui/observability/inferences/{inference_id}"))
@@ -141,11 +141,9 @@ async def test_feedback_form_stores_feedback(gateway, seeded, observability):
     assert stored == [{"value": "Too wordy <b>really</b>", "tags": {"source": "ui"}}]
 
 
-async def test_episode_feedback_form_stores_episode_level_feedback(gateway, seeded, observability):
+async def test_episode_feedback_form_stores_episode_level_feedback(ui_post, gateway, seeded, observability):
     episode_id = seeded["chat"][2]["episode_id"]
-    r = await gateway.post(
-        f"/ui/observability/episodes/{episode_id}/feedback", data={"metric_name": "quality", "value": "0.625"}
-    )
+    r = await ui_post(f"/ui/observability/episodes/{episode_id}/feedback", {"metric_name": "quality", "value": "0.625"})
     assert r.status_code == 303, r.text
     html = await ok(await gateway.get(f"/ui/observability/episodes/{episode_id}"))
     assert "quality" in html and "0.625" in html
@@ -153,28 +151,28 @@ async def test_episode_feedback_form_stores_episode_level_feedback(gateway, seed
         "SELECT value FROM FloatMetricFeedback WHERE target_id = {t:UUID}", {"t": uuid.UUID(episode_id)}
     )
     assert stored == [{"value": 0.625}]
-    refused = await gateway.post(
-        f"/ui/observability/episodes/{episode_id}/feedback", data={"metric_name": "thumbs_up", "value": "true"}
+    refused = await ui_post(
+        f"/ui/observability/episodes/{episode_id}/feedback", {"metric_name": "thumbs_up", "value": "true"}
     )
     assert refused.status_code == 400 and "level" in refused.text
 
 
-async def test_bad_feedback_from_the_form_is_a_400_page(gateway, seeded):
+async def test_bad_feedback_from_the_form_is_a_400_page(ui_post, gateway, seeded):
     inference_id = seeded["chat"][1]["inference_id"]
-    r = await gateway.post(
-        f"/ui/observability/inferences/{inference_id}/feedback", data={"metric_name": "thumbs_up", "value": "7"}
+    r = await ui_post(
+        f"/ui/observability/inferences/{inference_id}/feedback", {"metric_name": "thumbs_up", "value": "7"}
     )
     assert r.status_code == 400 and "takes true or false" in r.text
 
 
-async def test_add_to_dataset_and_edit_the_datapoint(gateway, seeded):
+async def test_add_to_dataset_and_edit_the_datapoint(ui_post, gateway, seeded):
     inference_id = seeded["chat"][0]["inference_id"]
     dataset = f"ui_{uuid.uuid4().hex[:8]}"
-    r = await gateway.post(f"/ui/observability/inferences/{inference_id}/dataset", data={"dataset_name": dataset})
+    r = await ui_post(f"/ui/observability/inferences/{inference_id}/dataset", {"dataset_name": dataset})
     assert r.status_code == 303
     page = await ok(await gateway.get(r.headers["location"]))
     assert "Megumin" in page and inference_id[:8] in page
-    edited = await gateway.post(r.headers["location"], data={"output": "Edited by hand", "name": "first", "tags": "{}"})
+    edited = await ui_post(r.headers["location"], {"output": "Edited by hand", "name": "first", "tags": "{}"})
     assert edited.status_code == 303 and edited.headers["location"] != r.headers["location"]
     new_page = await ok(await gateway.get(edited.headers["location"]))
     assert "Edited by hand" in new_page and "first" in new_page
@@ -184,7 +182,7 @@ async def test_add_to_dataset_and_edit_the_datapoint(gateway, seeded):
     assert listing.count("/datapoint/") == 1
 
 
-async def test_dataset_builder_previews_then_builds(gateway, seeded):
+async def test_dataset_builder_previews_then_builds(ui_post, gateway, seeded):
     fields = {
         "dataset_name": f"built_{uuid.uuid4().hex[:8]}",
         "function": "basic_test",
@@ -195,18 +193,18 @@ async def test_dataset_builder_previews_then_builds(gateway, seeded):
     }
     preview = await ok(await gateway.get("/ui/datasets/builder", params={**fields, "preview": "1"}))
     assert "<strong>2</strong> inferences match" in preview
-    built = await gateway.post("/ui/datasets/builder", data=fields)
+    built = await ui_post("/ui/datasets/builder", fields)
     assert built.status_code == 303 and built.headers["location"].endswith("?created=2")
     page = await ok(await gateway.get(built.headers["location"]))
     assert page.count("/datapoint/") == 2
-    empty = await gateway.post("/ui/datasets/builder", data={**fields, "tag_value": "nothing-has-this"})
+    empty = await ui_post("/ui/datasets/builder", {**fields, "tag_value": "nothing-has-this"})
     assert empty.status_code == 400 and "No inferences match" in empty.text
 
 
-async def test_try_with_another_variant_is_a_dry_run(gateway, seeded, observability):
+async def test_try_with_another_variant_is_a_dry_run(ui_post, gateway, seeded, observability):
     inference_id = seeded["chat"][0]["inference_id"]
     before = await observability.query("SELECT count() AS n FROM ChatInference")
-    r = await gateway.post(f"/ui/observability/inferences/{inference_id}/try", data={"variant_name": "echo"})
+    r = await ui_post(f"/ui/observability/inferences/{inference_id}/try", {"variant_name": "echo"})
     html = await ok(r)
     assert 'id="tried-output"' in html and "You are a helpful and friendly assistant named Alfred" in html
     await observability.flush()

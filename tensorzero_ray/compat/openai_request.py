@@ -276,6 +276,8 @@ def _parts(content: Any, where: str) -> list[dict]:
 
 def _block(part: dict, role: str, where: str) -> dict:
     kind = part.get("type")
+    if not isinstance(kind, str):
+        raise InvalidRequest(f"Invalid request to OpenAI-compatible endpoint: {where}.type must be a string")
     if kind == "text":
         if "tensorzero::arguments" in part:
             return {"type": "template", "name": role, "arguments": part["tensorzero::arguments"]}
@@ -286,12 +288,20 @@ def _block(part: dict, role: str, where: str) -> dict:
         return {"type": "template", "name": part.get("name"), "arguments": part.get("arguments") or {}}
     if kind == "image_url":
         image = part.get("image_url") or {}
+        if not isinstance(image, dict) or not isinstance(image.get("url", ""), str):
+            raise InvalidRequest(
+                f"Invalid request to OpenAI-compatible endpoint: {where}.image_url must be an object with a string `url`"
+            )
         block = _file_from_url(image.get("url", ""), where)
         if image.get("detail"):
             block["detail"] = image["detail"]
         return block
     if kind == "file":
         file = part.get("file") or {}
+        if not isinstance(file, dict) or not isinstance(file.get("file_data", ""), str):
+            raise InvalidRequest(
+                f"Invalid request to OpenAI-compatible endpoint: {where}.file must be an object with string `file_data`"
+            )
         if "file_data" not in file:
             raise InvalidRequest(
                 f"Invalid request to OpenAI-compatible endpoint: {where}: only inline `file_data` is supported"
@@ -302,6 +312,10 @@ def _block(part: dict, role: str, where: str) -> dict:
         return block
     if kind == "input_audio":
         audio = part.get("input_audio") or {}
+        if not isinstance(audio, dict):
+            raise InvalidRequest(
+                f"Invalid request to OpenAI-compatible endpoint: {where}.input_audio must be an object"
+            )
         return {
             "type": "file",
             "file_type": "base64",

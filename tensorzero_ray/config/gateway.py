@@ -78,6 +78,16 @@ class Relay(Strict):
     api_key_location: Any = None
 
 
+class Security(Strict):
+    """tensorzero-ray's own settings (TensorZero has no such table)."""
+
+    # Hosts (name or IP, optionally `:port`) and networks (CIDR) that input-file URLs may
+    # point at although they are private, loopback or link-local; public ones need no entry.
+    fetch_allowed_hosts: list[str] = Field(default_factory=list)
+    # Host names the web UI answers to besides localhost; `"*"` turns the check off.
+    ui_allowed_hosts: list[str] = Field(default_factory=list)
+
+
 class GatewayConfig(Strict):
     bind_address: str | None = None
     base_path: str = "/"
@@ -90,6 +100,7 @@ class GatewayConfig(Strict):
     export: Export = Field(default_factory=Export)
     metrics: GatewayMetrics = Field(default_factory=GatewayMetrics)
     auth: Auth = Field(default_factory=Auth)
+    security: Security = Field(default_factory=Security)
     cache: Cache = Field(default_factory=Cache)
     relay: Relay = Field(default_factory=Relay)
     unstable_error_json: bool = False

@@ -104,6 +104,15 @@ class Config(Strict):
             and not self.object_storage.path
         ):
             found.append((("object_storage", "path"), "`filesystem` object storage needs `path`"))
+        if self.gateway.auth.enabled:
+            found.append(
+                (
+                    ("gateway", "auth", "enabled"),
+                    "API-key authentication is not available in tensorzero-ray yet, and a gateway that "
+                    "looks protected but is not would be worse than none: remove `enabled = true` and put "
+                    "the gateway behind an authenticating proxy",
+                )
+            )
         for name in self.metrics:
             if name in ("comment", "demonstration"):
                 found.append((("metrics", name), f"metric name `{name}` is reserved"))

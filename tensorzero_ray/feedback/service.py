@@ -67,13 +67,14 @@ class FeedbackService:
         target_level = "inference" if request.inference_id is not None else "episode"
         if level is not None and level != target_level:
             raise InvalidRequest(f'Correct ID was not provided for feedback level "{level}".')
-        target = _parse_id(request.inference_id or request.episode_id, target_level.capitalize())
+        raw_target = request.inference_id if request.inference_id is not None else request.episode_id
+        target = _parse_id(raw_target, target_level.capitalize())
         self._check_value_type(request.metric_name, kind, request.value)
         found = await self._find_target(target, target_level)
         feedback_id = uuid7()
         row = await self._row(request, kind, feedback_id, target, target_level, found)
         if not request.dryrun:
-            self.observability.record([row])
+            await self.observability.record([row])
         return feedback_id
 
     def _metric(self, name: str) -> tuple[str | None, str]:
@@ -101,10 +102,13 @@ class FeedbackService:
             raise InvalidRequest("Feedback value for `comment` must be a string")
 
     async def _find_target(self, target: uuid.UUID, level: str) -> dict | None:
-        """Look the target up, waiting briefly for one created moments ago (its rows may still
-        be on their way to the database)."""
+        """Any inference the gateway acknowledged is known to the writer at once; older ones are
+        in the database. Only rows spooled while the writer was away take a moment to appear."""
         if self.config.gateway.unstable_disable_feedback_target_validation:
             return None
+        recent = await self.observability.find_recent(str(target), level)
+        if recent is not None:
+            return recent
         if level == "inference":
             sql = (
                 "SELECT function_name, variant_name, function_type FROM InferenceById "
@@ -157,23 +161,27 @@ class FeedbackService:
         function = self.config.functions.get(found["function_name"])
         if function is None and found["function_name"] != "tensorzero::default":
             raise InvalidRequest(f"Unknown function for demonstration: {found['function_name']}")
+        stored = found if "output_schema" in found else await self._stored_settings(target, function)
         if isinstance(function, JsonFunctionConfig):
-            rows = await self.observability.query(
-                "SELECT output_schema FROM JsonInference WHERE id = {id:UUID} LIMIT 1", {"id": target}
-            )
-            schema = orjson.loads(rows[0]["output_schema"]) if rows else function.output_schema_dict()
+            schema = orjson.loads(stored["output_schema"]) if stored else function.output_schema_dict()
             return orjson.dumps(json_output_value(value, schema, "Demonstration")).decode()
-        tools = await self._tools_at_inference(target, function)
+        tools = self._tools_at_inference(stored, function)
         return orjson.dumps(chat_output_blocks(value, tools, "Demonstration")).decode()
 
-    async def _tools_at_inference(self, target: uuid.UUID, function: ChatFunctionConfig | None) -> ToolSettings:
-        rows = await self.observability.query(
-            "SELECT dynamic_tools, allowed_tools FROM ChatInference WHERE id = {id:UUID} LIMIT 1", {"id": target}
-        )
+    async def _stored_settings(self, target: uuid.UUID, function) -> dict | None:
+        """The output schema or tools an older inference ran with, from the database."""
+        if isinstance(function, JsonFunctionConfig):
+            sql = "SELECT output_schema FROM JsonInference WHERE id = {id:UUID} LIMIT 1"
+        else:
+            sql = "SELECT dynamic_tools, allowed_tools FROM ChatInference WHERE id = {id:UUID} LIMIT 1"
+        rows = await self.observability.query(sql, {"id": target})
+        return rows[0] if rows else None
+
+    def _tools_at_inference(self, stored: dict | None, function: ChatFunctionConfig | None) -> ToolSettings:
         keys = list(function.tools) if function is not None else []
-        if rows and rows[0]["allowed_tools"]:
-            keys = orjson.loads(rows[0]["allowed_tools"])
+        if stored and stored["allowed_tools"]:
+            keys = orjson.loads(stored["allowed_tools"])
         tools = [self.tools.definitions[k] for k in keys if k in self.tools.definitions]
-        for raw in rows[0]["dynamic_tools"] if rows else []:
+        for raw in stored["dynamic_tools"] if stored else []:
             tools.append(ToolDefinition(**orjson.loads(raw)))
         return ToolSettings(tools=tools)

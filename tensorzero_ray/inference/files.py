@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 
 import httpx
 
 from tensorzero_ray.errors import InvalidRequest, PayloadTooLarge
+from tensorzero_ray.inference.url_fetch import FetchPolicy, FetchRefused, guarded_client
 from tensorzero_ray.types import File, Input, InputMessage
+
+logger = logging.getLogger(__name__)
 
 MAX_FILE_BYTES = 20 * 1024 * 1024
 
@@ -64,8 +68,9 @@ class FileResolver:
     """Normalises every file block of an input. `fetch_urls` makes URL files local (needed to
     keep them in object storage); otherwise URLs go to providers as they are."""
 
-    def __init__(self, fetch_urls: bool, timeout_s: float = 30.0):
+    def __init__(self, fetch_urls: bool, timeout_s: float = 30.0, policy: FetchPolicy | None = None):
         self.fetch_urls = fetch_urls
+        self.policy = policy or FetchPolicy()
         self._timeout_s = timeout_s
         self._client: httpx.AsyncClient | None = None
 
@@ -86,8 +91,6 @@ class FileResolver:
         if file.file_type == "base64":
             data = _decoded(file, where)
             return file.model_copy(update={"mime_type": _checked_mime(file.mime_type, data, where)})
-        if not file.url.startswith(("http://", "https://")):
-            raise InvalidRequest(f"{where}: file URLs must be http(s)")
         if not self.fetch_urls:
             return file
         data, content_type = await self._fetch(file.url, where)
@@ -98,22 +101,27 @@ class FileResolver:
         )
 
     async def _fetch(self, url: str, where: str) -> tuple[bytes, str | None]:
+        """One answer for every way a fetch can fail: which ports exist and what answers
+        there stays unknown to the caller (the reason goes to the log)."""
         if self._client is None:
-            self._client = httpx.AsyncClient(timeout=self._timeout_s, follow_redirects=True)
+            self._client = guarded_client(self.policy, self._timeout_s)
         try:
             async with self._client.stream("GET", url) as response:
                 if response.status_code != 200:
-                    raise InvalidRequest(f"{where}: fetching {url} failed with HTTP {response.status_code}")
+                    raise FetchRefused(f"HTTP {response.status_code}")
                 body = bytearray()
                 async for piece in response.aiter_bytes():
                     body += piece
                     if len(body) > MAX_FILE_BYTES:
-                        raise PayloadTooLarge(
-                            f"{where}: file at {url} is larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB"
-                        )
+                        raise FetchRefused(f"larger than {MAX_FILE_BYTES} bytes")
                 return bytes(body), response.headers.get("content-type")
-        except httpx.HTTPError as exc:
-            raise InvalidRequest(f"{where}: could not fetch {url}: {exc}") from None
+        except (httpx.HTTPError, FetchRefused, OSError) as exc:
+            logger.info("input file fetch refused or failed (%s): %s", url, exc)
+            raise InvalidRequest(
+                f"{where}: could not fetch the file at its URL (it must be a public http(s) address, or one "
+                f"allowed by `gateway.security.fetch_allowed_hosts`, answer 200, and be at most "
+                f"{MAX_FILE_BYTES // (1024 * 1024)} MiB)"
+            ) from None
 
     async def aclose(self) -> None:
         if self._client is not None:

@@ -95,7 +95,7 @@ class Provider(abc.ABC):
             response = await self.client.post(url, content=raw_request, headers=headers)
         except httpx.HTTPError as exc:
             raise self.transport_error(exc, raw_request) from None
-        raw_response = response.text
+        raw_response = scrub_secrets(response.text, headers)
         if response.status_code >= 400:
             raise self.http_error(response.status_code, raw_request, raw_response)
         try:
@@ -126,12 +126,12 @@ class Provider(abc.ABC):
         try:
             async with self.client.stream("POST", url, content=raw_request, headers=headers) as response:
                 if response.status_code >= 400:
-                    text = (await response.aread()).decode(errors="replace")
+                    text = scrub_secrets((await response.aread()).decode(errors="replace"), headers)
                     raise self.http_error(response.status_code, raw_request, text)
                 data: list[str] = []
                 async for line in response.aiter_lines():
                     if line.startswith("data:"):
-                        data.append(line[5:].lstrip(" "))
+                        data.append(scrub_secrets(line[5:].lstrip(" "), headers))
                     elif not line and data:
                         yield "\n".join(data)
                         data = []
@@ -139,6 +139,27 @@ class Provider(abc.ABC):
                     yield "\n".join(data)
         except httpx.HTTPError as exc:
             raise self.transport_error(exc, raw_request) from None
+
+
+SECRET_HEADERS = frozenset({"authorization", "x-api-key", "api-key", "x-goog-api-key", "proxy-authorization"})
+REDACTED = "[REDACTED]"
+
+
+def scrub_secrets(text: str, headers: dict[str, str]) -> str:
+    """Credentials the gateway sent never come back out of it: a provider that echoes its
+    key in an error or a response has that key replaced before the text is returned, logged
+    or stored."""
+    secrets = set()
+    for name, value in headers.items():
+        if name.lower() in SECRET_HEADERS and value:
+            secrets.add(value)
+            scheme, _, credential = value.partition(" ")
+            if credential and scheme.lower() in ("bearer", "basic", "token"):
+                secrets.add(credential)
+    for secret in sorted(secrets, key=len, reverse=True):
+        if len(secret) >= 8 and secret in text:
+            text = text.replace(secret, REDACTED)
+    return text
 
 
 def apply_pointer(body: dict[str, Any], pointer: str, value: Any, *, delete: bool = False) -> None:

@@ -6,6 +6,7 @@ or inside the Gateway replica; both call the same methods."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -39,6 +40,7 @@ from tensorzero_ray.inference.model import ModelRegistry, ModelStream, RequestEx
 from tensorzero_ray.inference.output import ChunkAggregator, json_output
 from tensorzero_ray.inference.schemas import SchemaValidator
 from tensorzero_ray.inference.tools import ToolCallValidator, ToolCatalog, check_tool_history
+from tensorzero_ray.inference.url_fetch import FetchPolicy
 from tensorzero_ray.serve.observability import ObservabilityClient
 from tensorzero_ray.store.inference_rows import failure_row, has_files, inference_rows, stored_input
 from tensorzero_ray.store.object_storage import FilesystemObjectStore, pointer_blocks
@@ -68,6 +70,8 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 DONE_EVENT = b"data: [DONE]\n\n"
+# Stores for streams whose client left: kept referenced until they finish.
+_BACKGROUND: set[asyncio.Task] = set()
 DYNAMIC_VARIANT = "tensorzero::dynamic_variant"
 
 
@@ -90,7 +94,7 @@ class FunctionRouter:
             FilesystemObjectStore(storage.path) if storage is not None and storage.type == "filesystem" else None
         )
         fetch = self.object_store is not None or config.gateway.fetch_and_encode_input_files_before_inference
-        self.files = FileResolver(fetch_urls=fetch)
+        self.files = FileResolver(fetch_urls=fetch, policy=FetchPolicy(config.gateway.security.fetch_allowed_hosts))
         self.models = models or ModelRegistry(
             config.models, outbound_timeout_s=config.gateway.global_outbound_http_timeout_ms / 1000
         )
@@ -138,7 +142,7 @@ class FunctionRouter:
         name, results = await self._first_success(plan, lambda variant: variant.infer(plan.call))
         response = self._response(request, plan, name, results)
         output = response.output if isinstance(response, JsonInferenceResponse) else response.content
-        self._record(request, plan, name, output, results)
+        await self._record(request, plan, name, output, results)
         return response
 
     async def stream(self, request: InferenceRequest) -> AsyncIterator[bytes]:
@@ -162,7 +166,7 @@ class FunctionRouter:
                 plan.failed(name, exc)
                 logger.warning("variant %s of %s failed: %s", name, self.function_name, exc.message)
         if self.observability is not None and not plan.dryrun and plan.failures:
-            self.observability.record(plan.failures)
+            await self.observability.record(plan.failures)
         raise plan.exhausted(errors)
 
     # --- planning ---------------------------------------------------------------------------
@@ -268,6 +272,7 @@ class FunctionRouter:
         is_json = plan.call.function_type == "json"
         aggregator = ChunkAggregator()
         result: ModelInferenceResult | None = None
+        recorded = False
         try:
             try:
                 async for chunk in model_stream:
@@ -281,12 +286,25 @@ class FunctionRouter:
             else:
                 result = model_stream.result(aggregator.blocks())
                 yield sse_event(self._final_event(request, plan, base, model_stream, result, aggregator))
+            # `[DONE]` is the acknowledgement: it leaves once the rows are durable.
+            recorded = True
+            await self._record_stream(request, plan, variant_name, model_stream, aggregator, result)
             yield DONE_EVENT
         finally:
-            # Also on a client disconnect: what was generated is stored.
-            result = result or model_stream.result(aggregator.blocks())
-            output = self._shape_output(plan, aggregator.blocks())
-            self._record(request, plan, variant_name, output, [result], ttft_ms=model_stream.ttft_ms)
+            if not recorded:
+                # A client that left: what was generated is still stored, without waiting.
+                task = asyncio.get_running_loop().create_task(
+                    self._record_stream(request, plan, variant_name, model_stream, aggregator, result)
+                )
+                _BACKGROUND.add(task)
+                task.add_done_callback(_BACKGROUND.discard)
+
+    async def _record_stream(
+        self, request, plan: "_Plan", variant_name: str, model_stream, aggregator, result=None
+    ) -> None:
+        result = result or model_stream.result(aggregator.blocks())
+        output = self._shape_output(plan, aggregator.blocks())
+        await self._record(request, plan, variant_name, output, [result], ttft_ms=model_stream.ttft_ms)
 
     @staticmethod
     def _chunk_event(request, base: dict, is_json: bool, chunk, aggregator: ChunkAggregator) -> dict | None:
@@ -327,7 +345,9 @@ class FunctionRouter:
         resolved = await self.files.resolve(request.input)
         return request if resolved is request.input else request.model_copy(update={"input": resolved})
 
-    def _record(self, request, plan: "_Plan", variant_name: str, output, results, ttft_ms: int | None = None) -> None:
+    async def _record(
+        self, request, plan: "_Plan", variant_name: str, output, results, ttft_ms: int | None = None
+    ) -> None:
         if self.observability is None or request.dryrun:
             return
         rows = partial(
@@ -345,21 +365,14 @@ class FunctionRouter:
             processing_time_ms=int((time.monotonic() - plan.started) * 1000),
             ttft_ms=ttft_ms,
         )
-        if plan.failures:
-            self.observability.record(plan.failures)
         stored = stored_input(request)
-        if self.object_store is None or not has_files(stored):
-            self.observability.record(rows(stored_input=orjson.dumps(stored).decode()))
-            return
-        # Files go to object storage first, off the request path; the row then points at them.
-        self.observability.record_after(self._rows_with_files(stored, rows))
-
-    async def _rows_with_files(self, stored: dict, rows) -> list:
-        try:
-            stored = await pointer_blocks(self.object_store, stored)
-        except OSError as exc:
-            logger.error("could not write input files to object storage (%s); storing them inline", exc)
-        return rows(stored_input=orjson.dumps(stored).decode())
+        if self.object_store is not None and has_files(stored):
+            # Files go to object storage first; the row then points at them.
+            try:
+                stored = await pointer_blocks(self.object_store, stored)
+            except OSError as exc:
+                logger.error("could not write input files to object storage (%s); storing them inline", exc)
+        await self.observability.record(plan.failures + rows(stored_input=orjson.dumps(stored).decode()))
 
     def _final_event(
         self, request, plan, base, model_stream: ModelStream, result: ModelInferenceResult, aggregator: ChunkAggregator

@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tensorzero_ray import __version__
 from tensorzero_ray.config import Config
-from tensorzero_ray.errors import RouteNotFound, TensorZeroError, UnknownFunction
+from tensorzero_ray.errors import InvalidRequest, RouteNotFound, TensorZeroError, UnknownFunction
 from tensorzero_ray.feedback import FeedbackService
 from tensorzero_ray.serve.data_routes import add_data_routes
 from tensorzero_ray.serve.http_io import (
@@ -23,6 +23,7 @@ from tensorzero_ray.serve.http_io import (
     json_response,
     parse_body,
     parse_inference_request,
+    read_body,
     read_json,
     sse_response,
     stream_error_message,
@@ -31,6 +32,7 @@ from tensorzero_ray.serve.observability import ObservabilityClient
 from tensorzero_ray.serve.openai_routes import add_openai_routes
 from tensorzero_ray.serve.routers import Routers
 from tensorzero_ray.types.feedback import FeedbackRequest
+from tensorzero_ray.ui.security import MAX_UI_BODY_BYTES
 from tensorzero_ray.ui.server import UIServer
 
 
@@ -108,6 +110,11 @@ def create_app(
     return app
 
 
+# What the UI needs to see of a request: its host and origin (for its host and cross-site
+# checks) and its cookie (for the form token).
+UI_REQUEST_HEADERS = ("content-type", "accept", "host", "origin", "referer", "cookie")
+
+
 def _add_ui_forwarding(app: FastAPI, ui: Any) -> None:
     handle = ui.handle if isinstance(ui, UIServer) else ui.handle.remote
 
@@ -117,11 +124,16 @@ def _add_ui_forwarding(app: FastAPI, ui: Any) -> None:
 
     @app.api_route("/ui/{path:path}", methods=["GET", "POST"])
     async def ui_page(path: str, request: Request) -> Response:
-        headers = {k: v for k in ("content-type", "accept") if (v := request.headers.get(k))}
-        status, out_headers, body = await handle(
-            request.method, "/" + path, request.url.query, headers, await request.body()
-        )
-        return Response(body, status_code=status, headers=out_headers)
+        if any(ord(c) < 32 or ord(c) == 127 for c in path):
+            raise InvalidRequest("The path contains a control character")
+        headers = {k: v for k in UI_REQUEST_HEADERS if (v := request.headers.get(k))}
+        body = await read_body(request, MAX_UI_BODY_BYTES)
+        status, out_headers, body = await handle(request.method, "/" + path, request.url.query, headers, body)
+        response = Response(body, status_code=status)
+        response.raw_headers = [h for h in response.raw_headers if h[0] == b"content-length"] + [
+            (k.encode("latin-1"), v.encode("latin-1")) for k, v in out_headers if k.lower() != "content-length"
+        ]
+        return response
 
 
 async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:

@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import orjson
 from fastapi import Request
@@ -13,7 +14,7 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic import ValidationError
 
 from tensorzero_ray import __version__, validation
-from tensorzero_ray.errors import InvalidRequest, PayloadTooLarge, TensorZeroError, unwrap
+from tensorzero_ray.errors import Forbidden, InvalidRequest, PayloadTooLarge, TensorZeroError, unwrap
 from tensorzero_ray.ids import validate_episode_id
 from tensorzero_ray.serve.function_router import DEFAULT_FUNCTION
 from tensorzero_ray.types import InferenceRequest
@@ -36,24 +37,52 @@ def error_response(exc: BaseException) -> Response:
     return json_error(exc, lambda message: {"error": message})
 
 
-async def read_json(request: Request) -> Any:
+async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
+    """The body, refused with 413 as soon as it passes `limit` (never read in full first)."""
     length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
-        raise PayloadTooLarge(f"Request body is larger than {MAX_BODY_BYTES} bytes")
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise PayloadTooLarge(f"Request body is larger than {limit} bytes")
     body = bytearray()
     async for piece in request.stream():
         body += piece
-        if len(body) > MAX_BODY_BYTES:
-            raise PayloadTooLarge(f"Request body is larger than {MAX_BODY_BYTES} bytes")
+        if len(body) > limit:
+            raise PayloadTooLarge(f"Request body is larger than {limit} bytes")
+    return bytes(body)
+
+
+# What a page on another site can send without asking first (no CORS preflight).
+SIMPLE_CONTENT_TYPES = frozenset({"", "text/plain", "application/x-www-form-urlencoded", "multipart/form-data"})
+
+
+def refuse_cross_site(request: Request) -> None:
+    """A browser on another site may post a simple body to us unasked; JSON routes refuse it.
+    Clients that are not browsers send no Origin and are not affected."""
+    origin = request.headers.get("origin")
+    if origin is None:
+        return
+    content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if (
+        content_type in SIMPLE_CONTENT_TYPES
+        and urlsplit(origin).netloc.lower() != request.headers.get("host", "").lower()
+    ):
+        raise Forbidden(f"Cross-site request from {origin} refused: send `content-type: application/json`")
+
+
+async def read_json(request: Request) -> Any:
+    refuse_cross_site(request)
+    body = await read_body(request)
     try:
-        return orjson.loads(body)
+        data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise InvalidRequest(f"Failed to parse the request body as JSON: {exc}") from None
+    validation.check_json_depth(data)
+    return data
 
 
 def parse_body(model: type[T], data: Any) -> T:
     if not isinstance(data, dict):
         raise InvalidRequest("The request body must be a JSON object")
+    validation.check_json_depth(data)
     try:
         return model.model_validate(data, strict=True)
     except ValidationError as exc:

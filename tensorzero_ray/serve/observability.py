@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ from pydantic import BaseModel
 from tensorzero_ray.config import Config
 from tensorzero_ray.store import BatchWriter, ClickHouseStore, Spool, StoreUnavailable, resolve_dsn
 from tensorzero_ray.store.dsn import is_embedded, redact
+from tensorzero_ray.store.journal import Journal
 from tensorzero_ray.store.rows import Row
 
 logger = logging.getLogger(__name__)
@@ -67,6 +67,7 @@ class ObservabilityWriter:
         self.writer = BatchWriter(
             self.store,
             self.spool,
+            Journal(Path(settings.spool_path).parent / "journal"),
             max_rows=settings.max_rows,
             flush_interval_s=settings.flush_interval_s,
             max_buffered_rows=settings.max_buffered_rows,
@@ -85,19 +86,30 @@ class ObservabilityWriter:
                     self._started.set_exception(exc)
                     raise
                 logger.warning("ClickHouse unavailable at start-up (%s); writes are spooled until it answers", exc)
-            self.writer.start()
+            await self.writer.start()
             if not self._started.done():
                 self._started.set_result(None)
         await self._started
 
-    async def write(self, batch: list[tuple[str, list[dict]]]) -> None:
+    async def write(self, token: str, batch: list[tuple[str, list[dict]]]) -> None:
+        """Returns once the batch is in the journal: from then on it will be stored once."""
         await self.start()
-        for table, rows in batch:
-            await self.writer.submit(table, rows)
+        await self.writer.submit(token, batch)
+
+    async def find_recent(self, target_id: str, level: str) -> dict | None:
+        """A target inference or episode acknowledged recently, without asking the database."""
+        await self.start()
+        return self.writer.recent.find(target_id, level)
 
     async def query(self, sql: str, parameters: dict | None = None) -> list[dict[str, Any]]:
-        await self.start()
+        await self.sync()
         return await self.store.query(sql, parameters)
+
+    async def sync(self) -> None:
+        """Insert what is buffered, so a read sees every row acknowledged before it."""
+        await self.start()
+        if self.writer.buffered_rows:
+            await self.writer.flush()
 
     async def insert(self, table: str, rows: list[dict]) -> None:
         """Insert now, not batched: for writes the caller reads back at once (datapoints)."""
@@ -138,71 +150,71 @@ def _batch(rows: list[Row]) -> list[tuple[str, list[dict]]]:
 
 
 class ObservabilityClient:
-    """Writes are gathered for a moment and sent to the writer in one call, in the background,
-    retried, and as a last resort appended to the shared spool file; the request path never
-    waits for them."""
+    """Rows recorded while a batch is on its way are gathered and sent as the next one (group
+    commit). `record` resolves once the writer has journaled the rows, or, when the writer
+    cannot be reached for a while, once they are in the spool file: either way, durable."""
 
-    SEND_INTERVAL_S = 0.05
-    SEND_ROWS = 500
+    SEND_ROWS = 2000
+    RETRY_DELAYS_S = (0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 2.0, 2.0)
 
     def __init__(self, settings: StorageSettings, writer: Any):
         self.settings = settings
         self._writer = writer
         self._local = isinstance(writer, ObservabilityWriter)
         self._spool = Spool(settings.spool_path)
-        self._pending: set[asyncio.Task] = set()
-        self._outbox: list[Row] = []
-        self._full = asyncio.Event()
+        self._outbox: list[tuple[list[Row], asyncio.Future]] = []
         self._sender: asyncio.Task | None = None
         # With a server DSN, readers connect directly; chDB is reached through its owner.
         self._reader = None if is_embedded(settings.dsn) else ClickHouseStore(settings.dsn)
 
-    def record(self, rows: list[Row]) -> None:
+    def record(self, rows: list[Row]) -> asyncio.Future:
+        """Await the result before acknowledging the request the rows belong to."""
+        future = asyncio.get_running_loop().create_future()
         if not rows:
-            return
-        self._outbox.extend(rows)
+            future.set_result(None)
+            return future
+        self._outbox.append((rows, future))
         if self._sender is None or self._sender.done():
-            self._sender = asyncio.get_running_loop().create_task(self._send_periodically())
-        if len(self._outbox) >= self.SEND_ROWS:
-            self._full.set()
-
-    def record_after(self, prepare: Awaitable[list[Row]]) -> None:
-        """Record rows that need async work first (files to object storage), still off the
-        request path."""
-
-        async def prepared() -> None:
-            self.record(await prepare)
-
-        task = asyncio.get_running_loop().create_task(prepared())
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
-
-    async def _send_periodically(self) -> None:
-        while self._outbox:
-            try:
-                await asyncio.wait_for(self._full.wait(), self.SEND_INTERVAL_S)
-            except TimeoutError:
-                pass
-            self._full.clear()
-            await self._send_outbox()
+            self._sender = asyncio.get_running_loop().create_task(self._send_outbox())
+        return future
 
     async def _send_outbox(self) -> None:
-        rows, self._outbox = self._outbox, []
-        if rows:
-            await self._send(_batch(rows))
+        while self._outbox:
+            items, size = [], 0
+            while self._outbox and size < self.SEND_ROWS:
+                item = self._outbox.pop(0)
+                items.append(item)
+                size += len(item[0])
+            try:
+                await self._send(_batch([row for rows, _ in items for row in rows]))
+            except Exception as exc:  # noqa: BLE001 - the requests waiting on these rows fail
+                logger.error("could not store %d rows: %s", size, exc)
+                for _, future in items:
+                    if not future.done():
+                        future.set_exception(exc)
+            else:
+                for _, future in items:
+                    if not future.done():
+                        future.set_result(None)
 
     async def _send(self, batch: list[tuple[str, list[dict]]]) -> None:
-        delay = 0.05
-        for _ in range(8):
+        token = uuid.uuid4().hex
+        for delay in self.RETRY_DELAYS_S:
             try:
-                await self._call("write", batch)
+                await self._call("write", token, batch)
                 return
             except Exception as exc:  # noqa: BLE001 - the writer may be restarting
                 logger.warning("observability writer unreachable (%s); retrying", exc)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
         for table, rows in batch:
-            await asyncio.to_thread(self._spool.append, uuid.uuid4().hex, table, rows)
+            await asyncio.to_thread(self._spool.append, token, table, rows)
+
+    async def find_recent(self, target_id: str, level: str) -> dict | None:
+        try:
+            return await self._call("find_recent", target_id, level)
+        except Exception as exc:  # noqa: BLE001 - the database is asked next
+            logger.warning("observability writer unreachable for a lookup (%s)", exc)
+            return None
 
     async def _call(self, method: str, *args):
         if self._local:
@@ -211,6 +223,7 @@ class ObservabilityClient:
 
     async def query(self, sql: str, parameters: dict | None = None) -> list[dict[str, Any]]:
         if self._reader is not None:
+            await self._call("sync")
             return await self._reader.query(sql, parameters)
         return await self._call("query", sql, parameters)
 
@@ -222,9 +235,6 @@ class ObservabilityClient:
 
     async def drain(self) -> None:
         """Send everything this client holds (graceful shutdown of a replica)."""
-        if self._pending:
-            await asyncio.gather(*list(self._pending), return_exceptions=True)
-        await self._send_outbox()
         if self._sender is not None:
             await asyncio.gather(self._sender, return_exceptions=True)
 

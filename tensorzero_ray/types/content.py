@@ -102,6 +102,8 @@ class File(Block):
             self.file_type = "url" if self.url is not None else "base64"
         if self.file_type == "url" and not self.url:
             raise ValueError("a URL file block needs `url`")
+        if self.file_type == "url" and not self.url.lower().startswith(("http://", "https://")):
+            raise ValueError("file URLs must be http:// or https://")
         if self.file_type == "base64" and not self.data:
             raise ValueError("a base64 file block needs `data`")
         if self.file_type == "base64" and not self.mime_type:

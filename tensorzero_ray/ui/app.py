@@ -24,6 +24,7 @@ from tensorzero_ray.replay import Replayer
 from tensorzero_ray.serve.observability import ObservabilityClient
 from tensorzero_ray.ui.queries import UIQueries
 from tensorzero_ray.ui.render import Pages
+from tensorzero_ray.ui.security import UISecurity
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +78,11 @@ def create_ui_app(
     )
     app.state.ui = state
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.add_middleware(
+        UISecurity,
+        refuse=lambda status, message: state.pages.render("error.html", status, message=message),
+        allowed_hosts=config.gateway.security.ui_allowed_hosts,
+    )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:

@@ -14,6 +14,7 @@ from tensorzero_ray.errors import InvalidRequest, NotFound, TensorZeroError
 from tensorzero_ray.types.datasets import FromInferenceQuery, ListDatapointsRequest, UpdateMetadataRequest
 from tensorzero_ray.ui.app import UIState
 from tensorzero_ray.ui.forms import FILTER_FIELDS, form_fields, list_request, page_args, parse_id, validated
+from tensorzero_ray.validation import check_json_depth
 
 
 def _dataset_url(state: UIState, name: str) -> str:
@@ -28,9 +29,11 @@ def _edited_output(kind: str, raw: str) -> Any:
     stripped = raw.strip()
     if stripped.startswith("["):
         try:
-            return orjson.loads(stripped)
+            blocks = orjson.loads(stripped)
         except orjson.JSONDecodeError:
-            pass
+            return raw
+        check_json_depth(blocks)
+        return blocks
     return raw
 
 

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ValidationError
 from tensorzero_ray.config import Config
 from tensorzero_ray.errors import InvalidRequest, NotFound
 from tensorzero_ray.types.stored import ListInferencesRequest
-from tensorzero_ray.validation import describe_errors
+from tensorzero_ray.validation import check_json_depth, describe_errors
 
 FILTER_FIELDS = (
     "function",
@@ -139,9 +139,11 @@ def feedback_value(config: Config, metric_name: str, raw: str, function_type: st
     if metric_name == "demonstration":
         if function_type == "json":
             try:
-                return orjson.loads(raw)
+                value = orjson.loads(raw)
             except orjson.JSONDecodeError as exc:
                 raise InvalidRequest(f"A JSON function's demonstration must be JSON: {exc}") from None
+            check_json_depth(value)
+            return value
         if not raw.strip():
             raise InvalidRequest("A demonstration cannot be empty")
         return raw

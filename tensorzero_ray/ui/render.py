@@ -13,6 +13,7 @@ from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from tensorzero_ray.ids import uuid7_timestamp_ms
+from tensorzero_ray.ui.security import csrf_token
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -91,5 +92,5 @@ class Pages:
         self.env = build_environment(base)
 
     def render(self, template: str, status: int = 200, **context: Any) -> HTMLResponse:
-        html = self.env.get_template(template).render(**context)
+        html = self.env.get_template(template).render(csrf_token=csrf_token.get(), **context)
         return HTMLResponse(html, status_code=status)

@@ -13,8 +13,21 @@ from tensorzero_ray.serve.observability import ObservabilityClient, StorageSetti
 from tensorzero_ray.serve.routers import LocalRouters
 from tensorzero_ray.types import InferenceRequest, InferenceResponse
 from tensorzero_ray.ui.app import create_ui_app
+from tensorzero_ray.ui.security import SECURITY_HEADERS
 
-PASSED_HEADERS = ("content-type", "location", "cache-control", "content-length", "last-modified", "etag")
+PASSED_HEADERS = frozenset(
+    {
+        "content-type",
+        "content-disposition",
+        "location",
+        "cache-control",
+        "content-length",
+        "last-modified",
+        "etag",
+        "set-cookie",
+        *SECURITY_HEADERS,
+    }
+)
 
 
 class UIServer:
@@ -42,9 +55,9 @@ class UIServer:
 
     async def handle(
         self, method: str, path: str, query: str, headers: dict[str, str], body: bytes
-    ) -> tuple[int, dict[str, str], bytes]:
+    ) -> tuple[int, list[tuple[str, str]], bytes]:
         """One HTTP request to the UI: (status, headers, body)."""
         url = path + (f"?{query}" if query else "")
         response = await self._client.request(method, url, headers=headers, content=body)
-        kept = {k: v for k, v in response.headers.items() if k.lower() in PASSED_HEADERS}
+        kept = [(k, v) for k, v in response.headers.multi_items() if k.lower() in PASSED_HEADERS]
         return response.status_code, kept, response.content

@@ -14,6 +14,14 @@ from tensorzero_ray.errors import NotFound
 from tensorzero_ray.store.dsn import redact
 from tensorzero_ray.ui.app import UIState
 
+# Raster images may still show in <img> (which never runs them); everything else is bytes.
+_INLINE_IMAGE_TYPES = {
+    "png": "image/png",
+    "jpg": "image/jpeg",
+    "jpeg": "image/jpeg",
+    "gif": "image/gif",
+    "webp": "image/webp",
+}
 _STORED_FILE = re.compile(r"^observability/files/[0-9a-f]{64}\.[a-z0-9]{1,8}$")
 
 
@@ -65,4 +73,12 @@ def add_routes(app: FastAPI, state: UIState) -> None:
         target = Path(storage.path) / path
         if not target.is_file():
             raise NotFound(f"No stored file at {path!r}")
-        return FileResponse(target)
+        # Stored files are caller input: never rendered as a page on this origin.
+        extension = path.rsplit(".", 1)[-1]
+        return FileResponse(
+            target,
+            media_type=_INLINE_IMAGE_TYPES.get(extension, "application/octet-stream"),
+            filename=path.rsplit("/", 1)[-1],
+            content_disposition_type="attachment",
+            headers={"content-security-policy": "default-src 'none'; sandbox", "x-content-type-options": "nosniff"},
+        )

@@ -170,9 +170,9 @@ class OpenAIMock:
         model = body.get("model") or request.path_params.get("deployment", "")
         auth = request.headers.get("authorization") or request.headers.get("api-key")
         if "noauth" not in model and auth not in (f"Bearer {self.api_key}", self.api_key):
-            return JSONResponse(
-                {"error": {"message": "Incorrect API key provided", "type": "invalid_request_error"}}, status_code=401
-            )
+            # Like some real servers, it echoes the key it was sent.
+            message = f"Incorrect API key provided: {auth.removeprefix('Bearer ') if auth else None}"
+            return JSONResponse({"error": {"message": message, "type": "invalid_request_error"}}, status_code=401)
         if model.endswith("-500"):
             return JSONResponse(
                 {"error": {"message": "The server had an error", "type": "server_error"}}, status_code=500
