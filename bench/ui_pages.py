@@ -138,7 +138,7 @@ async def main() -> None:
             ),  # noqa: E501
         }
         results = {}
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://ui") as client:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost") as client:
             for name, (path, direct) in pages.items():
                 samples, status = [], None
                 for _ in range(args.repeat + 1):  # the first is a warm-up

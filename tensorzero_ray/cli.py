@@ -115,22 +115,28 @@ def migrate_command(pattern: str) -> int:
     return 0
 
 
-def _connect(address: str | None, ha_proxy: bool, throughput_optimized: bool, dashboard: bool) -> bool:
+def _connect(args, token_auth: bool) -> bool:
     """Join a running cluster, or start a head node; True when this call started it."""
     import ray
 
     try:
-        ray.init(address=address or "auto", logging_level="ERROR", log_to_driver=False)
+        ray.init(address=args.address or "auto", logging_level="ERROR", log_to_driver=False)
         return False
     except ConnectionError:
-        if address:
+        if args.address:
             raise
+    if not token_auth:
+        raise SystemExit(
+            f"RAY_AUTH_MODE={os.environ['RAY_AUTH_MODE']}: `tzray up` does not start a Ray head without token "
+            "authentication, since Ray listens on every network interface. Unset RAY_AUTH_MODE, or start Ray "
+            "yourself and `tzray up` joins it."
+        )
     env = dict(os.environ)
-    if ha_proxy:
+    if args.ha_proxy:
         # Serve's HAProxy ingress: HTTP goes from HAProxy straight to the Gateway replica,
         # skipping the Python proxy actor (see bench/README.md for what it saves).
         env.setdefault("RAY_SERVE_ENABLE_HA_PROXY", "1")
-    if throughput_optimized:
+    if args.throughput_optimized:
         # User code on the replica's own event loop, buffered request logs, gRPC between
         # replicas: 35-40% less CPU per request and 3x the rate held (bench/README.md).
         env.setdefault("RAY_SERVE_THROUGHPUT_OPTIMIZED", "1")
@@ -142,7 +148,7 @@ def _connect(address: str | None, ha_proxy: bool, throughput_optimized: bool, da
             "start",
             "--head",
             "--disable-usage-stats",
-            f"--include-dashboard={str(dashboard).lower()}",
+            f"--include-dashboard={str(args.dashboard).lower()}",
         ],
         check=True,
         stdout=subprocess.DEVNULL,
@@ -152,7 +158,26 @@ def _connect(address: str | None, ha_proxy: bool, throughput_optimized: bool, da
     return True
 
 
+def _use_ray_token() -> bool:
+    """Ray's control plane listens on every interface (Ray replaces a loopback node address
+    with the machine's), so a head this command starts always asks for Ray's token, kept in
+    ~/.ray/auth_token where Ray's own clients (`ray job submit`, `ray.init`) find it. False
+    when the environment turned token authentication off."""
+    if os.environ.setdefault("RAY_AUTH_MODE", "token") != "token":
+        return False
+    # Creates the token once; the command prints the token itself, so its output is dropped.
+    subprocess.run(
+        [sys.executable, "-m", "ray.scripts.scripts", "get-auth-token", "--generate"],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    return True
+
+
 def up_command(args) -> int:
+    # Before Ray is imported: its client reads the authentication mode once.
+    token_auth = _use_ray_token()
     import httpx
     from ray import serve
 
@@ -164,7 +189,7 @@ def up_command(args) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
-    started_ray = _connect(args.address, args.ha_proxy, args.throughput_optimized, args.dashboard)
+    started_ray = _connect(args, token_auth)
     serve.start(http_options={"host": args.host, "port": args.port})
     application = build_application(config, routers=args.routers, gateway_replicas=args.gateway_replicas)
     serve.run(application, name=APP_NAME, route_prefix="/")
@@ -187,6 +212,10 @@ def up_command(args) -> int:
     example = '{"model_name": "dummy::good", "input": {"messages": [{"role": "user", "content": "Hello"}]}}'
     print(f"  try: curl -s {url}/inference -H 'content-type: application/json' -d '{example}'")
     print(f"  web UI: {url}/ui/")
+    if started_ray and token_auth:
+        print(
+            "  Ray runs with token authentication (~/.ray/auth_token): `export RAY_AUTH_MODE=token` for `ray job submit`"
+        )
     return 0
 
 

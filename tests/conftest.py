@@ -9,6 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+# `tzray up` starts Ray with token authentication; Ray's job CLI needs to be told, as the
+# README tells its readers (set before Ray is imported: its client reads the mode once).
+os.environ.setdefault("RAY_AUTH_MODE", "token")
+
 import httpx
 import pytest
 
@@ -237,14 +241,20 @@ def deploy_app(config: str, name: str, route_prefix: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def serve_url(tmp_path_factory):
+def tzray_up(tmp_path_factory) -> tuple[str, str]:
     """`tzray up` on the quickstart, as the README runs it: a real Ray cluster, the Serve HTTP
-    proxy, a Gateway and a FunctionRouter deployment per function. `tzray down` at the end."""
+    proxy, a Gateway and a FunctionRouter deployment per function. `tzray down` at the end.
+    (URL, what `tzray up` printed)."""
     workdir = tmp_path_factory.mktemp("stack")
     port = free_port()
     quickstart = ROOT / "config" / "quickstart" / "tensorzero.toml"
     started = tzray("up", "--config", str(quickstart), "--port", str(port), cwd=workdir)
     assert started.returncode == 0, started.stderr[-3000:]
-    yield f"http://127.0.0.1:{port}"
+    yield f"http://127.0.0.1:{port}", started.stdout + started.stderr
     stopped = tzray("down", cwd=workdir)
     assert stopped.returncode == 0, stopped.stderr[-3000:]
+
+
+@pytest.fixture(scope="session")
+def serve_url(tzray_up) -> str:
+    return tzray_up[0]

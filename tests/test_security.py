@@ -270,3 +270,34 @@ async def test_caller_input_that_crashed_is_a_400_naming_it(gateway, openai_mock
 async def test_nul_bytes_in_paths_are_a_400(gateway, path):
     r = await (gateway.get(path) if path.startswith("/ui") else gateway.post(path, json={}))
     assert r.status_code in (400, 404), r.text[:300]
+
+
+HEAVY_TEMPLATES = [
+    ("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}", "steps"),
+    ("{{ 'x' * 100000000 }}", "characters"),
+    ("{{ 'x' | center(100000000) }}", "width"),
+    ("{% for i in range(100000) %}{{ assistant_name * 20 }}{% endfor %}", "limits"),
+]
+
+
+@pytest.mark.parametrize("template, fragment", HEAVY_TEMPLATES)
+async def test_request_templates_run_within_limits_off_the_event_loop(gateway, template, fragment):
+    import asyncio
+
+    body = {
+        "function_name": "basic_test",
+        "input": HELLO,
+        "dryrun": True,
+        "internal_dynamic_variant_config": {
+            "type": "chat_completion",
+            "model": "dummy::good",
+            "system_template": {"path": "inline", "contents": template},
+        },
+    }
+    heavy = [asyncio.create_task(gateway.post("/inference", json=body)) for _ in range(4)]
+    status = await gateway.get("/status")
+    answers = await asyncio.gather(*heavy)
+    assert status.status_code == 200
+    for r in answers:
+        assert r.status_code == 400, r.text
+        assert "exceeded its limits" in r.json()["error"] and fragment in r.json()["error"]

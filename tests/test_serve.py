@@ -225,3 +225,14 @@ def test_router_deployments_serve_requests_streams_and_errors(client, routed):
         json={"model_name": "dummy::error", "stream": True, "input": {"messages": [{"role": "user", "content": "x"}]}},
     )
     assert r.status_code == 500 and "All model providers failed" in r.json()["error"]
+
+
+def test_the_ray_head_tzray_starts_asks_for_its_token(tzray_up):
+    _, output = tzray_up
+    if "Ray runs with token authentication" not in output:
+        pytest.skip("the session joined a Ray cluster that `tzray up` did not start")
+    token = (Path.home() / ".ray" / "auth_token").read_text().strip()
+    assert token not in output
+    dashboard = "http://127.0.0.1:8265/api/version"
+    assert httpx.get(dashboard, timeout=10).status_code == 401
+    assert httpx.get(dashboard, headers={"authorization": f"Bearer {token}"}, timeout=10).status_code == 200

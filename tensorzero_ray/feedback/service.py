@@ -120,7 +120,9 @@ class FeedbackService:
                 "WHERE episode_id_uint = toUInt128({id:UUID}) LIMIT 1"
             )
         age_s = time.time() - uuid7_timestamp_ms(target) / 1000
-        deadline = time.monotonic() + max(VISIBILITY_WAIT_S - age_s, 1.0)
+        # Only an id minted moments ago can still be on its way (spooled while the writer was
+        # away); an older one that is not stored does not exist.
+        deadline = time.monotonic() + min(max(VISIBILITY_WAIT_S - age_s, 0.0), VISIBILITY_WAIT_S)
         while True:
             try:
                 rows = await self.observability.query(sql, {"id": target})

@@ -39,6 +39,7 @@ from tensorzero_ray.inference.input import InputValidator
 from tensorzero_ray.inference.model import ModelRegistry, ModelStream, RequestExtras
 from tensorzero_ray.inference.output import ChunkAggregator, json_output
 from tensorzero_ray.inference.schemas import SchemaValidator
+from tensorzero_ray.inference.templates import RenderLimits
 from tensorzero_ray.inference.tools import ToolCallValidator, ToolCatalog, check_tool_history
 from tensorzero_ray.inference.url_fetch import FetchPolicy
 from tensorzero_ray.serve.observability import ObservabilityClient
@@ -227,7 +228,7 @@ class FunctionRouter:
         model = self.models.get(config.model)
         if model is None:
             raise UnknownModel(config.model)
-        return ChatCompletionVariant(name, config, model, self._schema_names)
+        return ChatCompletionVariant(name, config, model, self._schema_names, limits=RenderLimits())
 
     # --- shaping ----------------------------------------------------------------------------
 

@@ -3,7 +3,6 @@ them to the FunctionRouters, and shapes errors as TensorZero does (spec §1.0)."
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 from collections.abc import AsyncIterator
 from typing import Any
@@ -17,6 +16,7 @@ from tensorzero_ray import __version__
 from tensorzero_ray.config import Config
 from tensorzero_ray.errors import InvalidRequest, RouteNotFound, TensorZeroError, UnknownFunction
 from tensorzero_ray.feedback import FeedbackService
+from tensorzero_ray.serve.admission import Admission, LoadShedder
 from tensorzero_ray.serve.data_routes import add_data_routes
 from tensorzero_ray.serve.http_io import (
     error_response,
@@ -41,10 +41,16 @@ def config_hash(config: Config) -> str:
 
 
 def create_app(
-    config: Config, routers: Routers, observability: ObservabilityClient | None = None, ui: Any = None
+    config: Config,
+    routers: Routers,
+    observability: ObservabilityClient | None = None,
+    ui: Any = None,
+    shedder: LoadShedder | None = None,
 ) -> FastAPI:
     """`ui` is the UI server (in process) or its Serve deployment handle; `/ui/...` goes there."""
     app = FastAPI(title="tensorzero-ray gateway", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.shedder = shedder = shedder or LoadShedder()
+    app.add_middleware(Admission, shedder=shedder)
     hashed = config_hash(config)
     feedback = FeedbackService(config, observability)
     app.state.routers = routers
@@ -79,7 +85,7 @@ def create_app(
     async def post_feedback(http_request: Request) -> Response:
         request = parse_body(FeedbackRequest, await read_json(http_request))
         try:
-            feedback_id = await asyncio.shield(feedback.submit(request))
+            feedback_id = await feedback.submit(request)
         except Exception as exc:  # noqa: BLE001
             return error_response(exc)
         return json_response({"feedback_id": str(feedback_id)})
@@ -91,8 +97,9 @@ def create_app(
             return error_response(UnknownFunction(function_name))
         if not request.stream:
             try:
-                # Shielded: a client that hangs up does not cancel the inference or its write.
-                response = await asyncio.shield(routers.infer(function_name, request))
+                # Not shielded: work for a client that hung up is dropped (it was never
+                # acknowledged, so nothing is owed to it).
+                response = await routers.infer(function_name, request)
             except Exception as exc:  # noqa: BLE001 - every failure becomes an error body
                 return error_response(exc)
             return json_response(response.model_dump(mode="json"))

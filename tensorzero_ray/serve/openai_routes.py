@@ -3,7 +3,6 @@ OpenAI's error shape `{"error": {"message": ...}}` (spec §1.4, §1.5)."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import logging
 import struct
@@ -59,7 +58,7 @@ def add_openai_routes(app: FastAPI, config: Config, routers: Routers) -> None:
             return openai_error(exc)
         if not native.stream:
             try:
-                response = await asyncio.shield(routers.infer(function_name, native))
+                response = await routers.infer(function_name, native)
             except Exception as exc:  # noqa: BLE001
                 return openai_error(exc)
             return json_response(completion(response.model_dump(mode="json"), function, model))

@@ -11,7 +11,7 @@ from typing import TypeVar
 from tensorzero_ray.config.variants import ROLE_TEMPLATES, ChatCompletionSettings
 from tensorzero_ray.errors import InvalidRequest, TensorZeroError, Timeout
 from tensorzero_ray.inference.model import Model, ModelStream
-from tensorzero_ray.inference.templates import TemplateRenderer
+from tensorzero_ray.inference.templates import RenderLimits, TemplateRenderer
 from tensorzero_ray.types import InputMessage, RawText, SamplingParams, Template, Text
 from tensorzero_ray.types.model import ModelInferenceRequest, ModelInferenceResult, RequestMessage
 from tensorzero_ray.variants.base import InferenceCall, Variant
@@ -29,11 +29,13 @@ class ChatCompletionVariant(Variant):
         model: Model,
         schema_names: set[str],
         filesystem_base: str | None = None,
+        limits: RenderLimits | None = None,
     ):
+        """`limits` for templates a request brought: they render within them, off the loop."""
         super().__init__(name)
         self.config = config
         self.model = model
-        self.renderer = TemplateRenderer(config.template_texts(), filesystem_base)
+        self.renderer = TemplateRenderer(config.template_texts(), filesystem_base, limits)
         # Legacy role templates wrap plain text of their role when the role has no schema.
         legacy = {
             role
@@ -87,14 +89,19 @@ class ChatCompletionVariant(Variant):
                 blocks.append(block)
         return RequestMessage(role=message.role, content=blocks)
 
+    async def _prepared(self, call: InferenceCall) -> ModelInferenceRequest:
+        if self.renderer.limits is None:
+            return self.prepare(call)
+        return await asyncio.to_thread(self.prepare, call)
+
     async def infer(self, call: InferenceCall) -> list[ModelInferenceResult]:
-        request = self.prepare(call)
+        request = await self._prepared(call)
         timeout = self.config.timeouts.non_streaming.total_ms
         result = await self._bounded(lambda: self.model.infer(request, call.extras, self.name), timeout)
         return [result]
 
     async def stream(self, call: InferenceCall) -> ModelStream:
-        request = self.prepare(call).model_copy(update={"stream": True})
+        request = (await self._prepared(call)).model_copy(update={"stream": True})
         timeout = self.config.timeouts.streaming.ttft_ms
         return await self._bounded(lambda: self.model.stream(request, call.extras, self.name), timeout)
 
