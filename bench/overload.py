@@ -126,30 +126,7 @@ async def main() -> None:
         stack = Stack(Path(tmp), mock_port)
         try:
             stack.mock()
-            config = (
-                stack.gateway_config(observability=True)
-                + '\n[metrics.liked]\ntype = "boolean"\noptimize = "max"\nlevel = "inference"\n'
-            )
-            (Path(tmp) / "tensorzero.toml").write_text(config)
-            port = free_port()
-            import subprocess
-
-            subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "tensorzero_ray.cli",
-                    "up",
-                    "--config",
-                    str(Path(tmp) / "tensorzero.toml"),
-                    "--port",
-                    str(port),
-                ],
-                cwd=tmp,
-                check=True,
-                stdout=subprocess.DEVNULL,
-            )
-            stack.stopped.append([sys.executable, "-m", "tensorzero_ray.cli", "down"])
+            port = stack.tzray("in_process", observability=True, extra=[])
             url = f"http://127.0.0.1:{port}"
             body = json.dumps({"function_name": "function1", "input": {"messages": MESSAGES}}).encode()
             direct_body = json.dumps({"model": "bench", "messages": MESSAGES}).encode()

@@ -142,6 +142,11 @@ class Stack:
             type = "chat_completion"
             model = "bench"
             max_tokens = 100
+
+            [metrics.liked]
+            type = "boolean"
+            optimize = "max"
+            level = "inference"
             """)
 
     def tzray(self, routers: str, observability: bool, extra: list[str]) -> int:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -162,7 +163,7 @@ class ObservabilityClient:
         self._writer = writer
         self._local = isinstance(writer, ObservabilityWriter)
         self._spool = Spool(settings.spool_path)
-        self._outbox: list[tuple[list[Row], asyncio.Future]] = []
+        self._outbox: deque[tuple[list[Row], asyncio.Future]] = deque()
         self._sender: asyncio.Task | None = None
         # With a server DSN, readers connect directly; chDB is reached through its owner.
         self._reader = None if is_embedded(settings.dsn) else ClickHouseStore(settings.dsn)
@@ -182,7 +183,7 @@ class ObservabilityClient:
         while self._outbox:
             items, size = [], 0
             while self._outbox and size < self.SEND_ROWS:
-                item = self._outbox.pop(0)
+                item = self._outbox.popleft()
                 items.append(item)
                 size += len(item[0])
             try:
