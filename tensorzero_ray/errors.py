@@ -22,6 +22,15 @@ class TensorZeroError(Exception):
     def body(self) -> dict:
         return {"error": self.message}
 
+    # TensorZeroError's structured form (`gateway.unstable_error_json`): {kind: fields}.
+    kind = "InternalError"
+
+    def details(self) -> dict:
+        return {self.kind: self.detail_fields()}
+
+    def detail_fields(self) -> dict:
+        return {"message": self.message}
+
     @property
     def retryable(self) -> bool:
         return True
@@ -38,53 +47,83 @@ def _rebuild_error(cls, message, status_code, state):
 
 class InvalidRequest(TensorZeroError):
     status_code = 400
+    kind = "InvalidRequest"
 
 
 class InputValidationError(InvalidRequest):
+    kind = "InputValidation"
+
     def __init__(self, messages: list[str]):
         super().__init__(f"Input validation failed with messages: {messages}")
         self.messages = messages
 
+    def detail_fields(self) -> dict:
+        return {"source": {"messages": self.messages}}
+
 
 class NotFound(TensorZeroError):
     status_code = 404
+    kind = "NotFound"
 
 
-class UnknownFunction(NotFound):
+class UnknownName(NotFound):
+    what = ""
+
     def __init__(self, name: str):
-        super().__init__(f"Unknown function: {name}")
+        super().__init__(f"Unknown {self.what}: {name}")
+        self.name = name
+
+    def detail_fields(self) -> dict:
+        return {"name": self.name}
 
 
-class UnknownVariant(NotFound):
-    def __init__(self, name: str):
-        super().__init__(f"Unknown variant: {name}")
+class UnknownFunction(UnknownName):
+    kind, what = "UnknownFunction", "function"
 
 
-class UnknownModel(NotFound):
-    def __init__(self, name: str):
-        super().__init__(f"Unknown model: {name}")
+class UnknownVariant(UnknownName):
+    kind, what = "UnknownVariant", "variant"
+
+
+class UnknownModel(UnknownName):
+    kind, what = "UnknownModel", "model"
 
 
 class RouteNotFound(NotFound):
+    kind = "RouteNotFound"
+
     def __init__(self, method: str, path: str):
         super().__init__(f"Route not found: {method} {path}")
+        self.method, self.path = method, path
+
+    def detail_fields(self) -> dict:
+        return {"path": self.path, "method": self.method}
 
 
 class Forbidden(TensorZeroError):
     status_code = 403
+    kind = "Forbidden"
 
 
 class PayloadTooLarge(TensorZeroError):
     status_code = 413
+    kind = "PayloadTooLarge"
 
 
 class NotImplementedYet(TensorZeroError):
     status_code = 501
+    kind = "NotImplemented"
 
 
 class ApiKeyMissing(InvalidRequest):
+    kind = "ApiKeyMissing"
+
     def __init__(self, provider: str, detail: str):
         super().__init__(f"API key missing for provider {provider}: {detail}")
+        self.provider, self.detail = provider, detail
+
+    def detail_fields(self) -> dict:
+        return {"provider_name": self.provider, "message": self.detail}
 
     @property
     def retryable(self) -> bool:
@@ -95,6 +134,7 @@ class ProviderError(TensorZeroError):
     """One provider attempt failed; `raw_request`/`raw_response` are kept for the caller."""
 
     status_code = 502
+    kind = "InferenceClient"
 
     def __init__(
         self,
@@ -111,6 +151,15 @@ class ProviderError(TensorZeroError):
         self.raw_request = raw_request
         self.raw_response = raw_response
         self.rate_limited = rate_limited
+
+    def detail_fields(self) -> dict:
+        return {
+            "message": self.message,
+            "status_code": self.status_code,
+            "provider_type": self.provider_type,
+            "raw_request": self.raw_request,
+            "raw_response": self.raw_response,
+        }
 
     @property
     def retryable(self) -> bool:
@@ -139,6 +188,7 @@ def _wrapper_status(last: TensorZeroError | None, default: int) -> int:
 
 class Timeout(TensorZeroError):
     status_code = 408
+    kind = "InferenceTimeout"
 
 
 class AllModelProvidersFailed(TensorZeroError):
@@ -149,6 +199,11 @@ class AllModelProvidersFailed(TensorZeroError):
         super().__init__(f"All model providers failed to infer with errors: {joined}", status)
         self.errors = errors
         self.model_name = model_name
+
+    kind = "AllModelProvidersFailed"
+
+    def detail_fields(self) -> dict:
+        return {"provider_errors": {name: err.details() for name, err in self.errors.items()}}
 
     @property
     def retryable(self) -> bool:
@@ -162,6 +217,11 @@ class AllVariantsFailed(TensorZeroError):
         status = 429 if last is not None and last.status_code == 429 else _wrapper_status(last, 502)
         super().__init__(f"All variants failed with errors: {joined}", status)
         self.errors = errors
+
+    kind = "AllVariantsFailed"
+
+    def detail_fields(self) -> dict:
+        return {"errors": {name: err.details() for name, err in self.errors.items()}}
 
 
 class StreamError(TensorZeroError):

@@ -185,12 +185,17 @@ async def test_the_python_client_covers_datasets(gateway, stored):
 UNKNOWN_ID = "0196c682-72e0-7c83-a92b-9d1a3c7630f2"
 
 
+async def test_get_datapoints_with_unknown_ids_is_an_empty_list(gateway):
+    for path in ("/v1/datasets/get_datapoints", "/v1/datasets/never_made/get_datapoints"):
+        r = await gateway.post(path, json={"ids": [UNKNOWN_ID]})
+        assert r.status_code == 200 and r.json() == {"datapoints": []}, r.text
+
+
 @pytest.mark.parametrize(
     "method, path, body, status, fragment",
     [
         ("POST", "/v1/datasets/{new}/list_datapoints", {}, 404, "Unknown dataset"),
         ("DELETE", "/v1/datasets/{new}", None, 404, "Unknown dataset"),
-        ("POST", "/v1/datasets/get_datapoints", {"ids": [UNKNOWN_ID]}, 404, "Datapoints not found"),
         ("DELETE", "/v1/datasets/{new}/datapoints", {"ids": [UNKNOWN_ID]}, 404, "Datapoints not found"),
         (
             "POST",

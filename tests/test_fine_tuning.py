@@ -27,6 +27,7 @@ RAY = [sys.executable, "-m", "ray.scripts.scripts", "job"]
 DASHBOARD = "http://127.0.0.1:8265"
 DEMONSTRATION = "Hello, I am Ada. How can I help?"
 
+
 @pytest.fixture(scope="module")
 def flywheel(serve_url, tmp_path_factory) -> dict:
     """Forty chat inferences on the quickstart stack: thumbs up on three in four, a

@@ -311,13 +311,13 @@ BAD = [
     pytest.param(
         {"function_name": "basic_test", "input": {"system": {"assistant_name": 7}, "messages": []}},
         400,
-        "input.system.assistant_name: 7 is not of type 'string'",
+        "input.system.assistant_name: JSON Schema validation failed: 7 is not of type 'string'",
         id="schema-type",
     ),
     pytest.param(
         {"function_name": "json_success", "input": {"messages": [{"role": "user", "content": {"city": "x"}}]}},
         400,
-        "input.messages[0].content[0].arguments: 'country' is a required property",
+        "input.messages[0].content[0].arguments: JSON Schema validation failed: 'country' is a required property",
         id="template-arguments",
     ),
     pytest.param(

@@ -194,6 +194,7 @@ type = "chat_completion"
 model = "greeter_or_dummy"
 """
 
+
 @pytest.fixture(scope="module")
 def local_app(serve_url, model_dirs) -> str:
     """The same application builder `tzray up` uses, with three LocalModel deployments."""

@@ -69,8 +69,12 @@ class Cache(Strict):
 
 
 class TemplateFilesystemAccess(Strict):
-    enabled: bool = False
+    enabled: bool = False  # deprecated: `base_path` alone turns access on
     base_path: str | None = None
+
+    def root(self) -> str | None:
+        """The folder templates may include from, or None for no filesystem access."""
+        return self.base_path
 
 
 class Relay(Strict):

@@ -61,9 +61,12 @@ class _Renderer:
                         f"Variant `{name}` is of type `{config.type}`; pick a `chat_completion` variant "
                         "with `template_variant_name` to render inputs"
                     )
-            fs = self._config.gateway.template_filesystem_access
             self._variants[name] = ChatCompletionVariant(
-                name, config, None, set(self.function.schema_files()), fs.base_path if fs.enabled else None
+                name,
+                config,
+                None,
+                set(self.function.schema_files()),
+                self._config.gateway.template_filesystem_access.root(),
             )
         return self._variants[name]
 

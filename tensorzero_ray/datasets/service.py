@@ -149,18 +149,22 @@ class DatasetService:
         return [datapoint(row) for row in rows]
 
     async def get(self, ids: list[str], dataset: str | None = None) -> list[Datapoint]:
-        """Stale versions included, as TensorZero does; an unknown id is a 404."""
+        """The datapoints found, in the order asked, stale versions included; unknown ids are
+        left out (as TensorZero answers: 200 and what exists)."""
         if dataset is not None:
             check_dataset_name(dataset)
         if not ids:
             return []
         sql, params = datapoints_by_id_sql(ids, dataset)
         found = [datapoint(row) for row in await read(self.store, sql, params)]
-        missing = sorted(set(ids) - {d.id for d in found})
-        if missing:
-            raise NotFound(f"Datapoints not found: {', '.join(missing)}")
         order = {value: index for index, value in enumerate(ids)}
         return sorted(found, key=lambda d: order[d.id])
+
+    async def get_one(self, datapoint_id: str, dataset: str | None = None) -> Datapoint:
+        found = await self.get([datapoint_id], dataset)
+        if not found:
+            raise NotFound(f"Datapoints not found: {datapoint_id}")
+        return found[0]
 
     async def datasets(self) -> DatasetList:
         rows = await read(self.store, DATASETS_SQL)

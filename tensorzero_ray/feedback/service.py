@@ -12,7 +12,7 @@ import orjson
 
 from tensorzero_ray.config import Config
 from tensorzero_ray.config.functions import ChatFunctionConfig, JsonFunctionConfig
-from tensorzero_ray.errors import InvalidRequest, NotFound, TensorZeroError
+from tensorzero_ray.errors import InvalidRequest, TensorZeroError, UnknownName
 from tensorzero_ray.ids import uuid7, uuid7_timestamp_ms
 from tensorzero_ray.inference.tools import ToolCatalog
 from tensorzero_ray.inference.written_outputs import chat_output_blocks, json_output_value
@@ -32,9 +32,8 @@ VISIBILITY_WAIT_S = 6.0
 POLL_INTERVAL_S = 0.1
 
 
-class UnknownMetric(NotFound):
-    def __init__(self, name: str):
-        super().__init__(f"Unknown metric: {name}")
+class UnknownMetric(UnknownName):
+    kind, what = "UnknownMetric", "metric"
 
 
 def _parse_id(value: str, kind: str) -> uuid.UUID:

@@ -18,7 +18,7 @@ class SchemaValidator:
         out = []
         for error in found:
             path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
-            out.append(f"{where}{path}: {error.message}")
+            out.append(f"{where}{path}: JSON Schema validation failed: {error.message}")
         return out
 
     def is_valid(self, value: Any) -> bool:

@@ -99,11 +99,7 @@ class FunctionRouter:
         self.models = models or ModelRegistry(
             config.models, outbound_timeout_s=config.gateway.global_outbound_http_timeout_ms / 1000
         )
-        self._fs_base = (
-            config.gateway.template_filesystem_access.base_path
-            if config.gateway.template_filesystem_access.enabled
-            else None
-        )
+        self._fs_base = config.gateway.template_filesystem_access.root()
         self.tools = ToolCatalog(config.tools)
         self.function = config.function(function_name)
         self.input_validator = InputValidator(self.function.schema_files())

@@ -19,7 +19,7 @@ from tensorzero_ray.feedback import FeedbackService
 from tensorzero_ray.serve.admission import Admission, LoadShedder
 from tensorzero_ray.serve.data_routes import add_data_routes
 from tensorzero_ray.serve.http_io import (
-    error_response,
+    ErrorResponses,
     json_response,
     parse_body,
     parse_inference_request,
@@ -50,6 +50,7 @@ def create_app(
     """`ui` is the UI server (in process) or its Serve deployment handle; `/ui/...` goes there."""
     app = FastAPI(title="tensorzero-ray gateway", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.shedder = shedder = shedder or LoadShedder()
+    errors = ErrorResponses(structured=config.gateway.unstable_error_json)
     app.add_middleware(Admission, shedder=shedder)
     hashed = config_hash(config)
     feedback = FeedbackService(config, observability)
@@ -59,12 +60,12 @@ def create_app(
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
         if exc.status_code == 404:
-            return error_response(RouteNotFound(request.method, request.url.path))
+            return errors.native(RouteNotFound(request.method, request.url.path))
         return json_response({"error": str(exc.detail)}, exc.status_code)
 
     @app.exception_handler(TensorZeroError)
     async def _tensorzero_error(request: Request, exc: TensorZeroError) -> Response:
-        return error_response(exc)
+        return errors.native(exc)
 
     @app.get("/status")
     async def status() -> Response:
@@ -87,27 +88,27 @@ def create_app(
         try:
             feedback_id = await feedback.submit(request)
         except Exception as exc:  # noqa: BLE001
-            return error_response(exc)
+            return errors.native(exc)
         return json_response({"feedback_id": str(feedback_id)})
 
     @app.post("/inference")
     async def inference(http_request: Request) -> Response:
         function_name, request = parse_inference_request(await read_json(http_request))
         if not routers.knows(function_name):
-            return error_response(UnknownFunction(function_name))
+            return errors.native(UnknownFunction(function_name))
         if not request.stream:
             try:
                 # Not shielded: work for a client that hung up is dropped (it was never
                 # acknowledged, so nothing is owed to it).
                 response = await routers.infer(function_name, request)
             except Exception as exc:  # noqa: BLE001 - every failure becomes an error body
-                return error_response(exc)
+                return errors.native(exc)
             return json_response(response.model_dump(mode="json"))
         events = routers.stream(function_name, request).__aiter__()
         try:
             first = await events.__anext__()
         except Exception as exc:  # noqa: BLE001
-            return error_response(exc)
+            return errors.native(exc)
         return sse_response(_prepend(first, events))
 
     add_openai_routes(app, config, routers)

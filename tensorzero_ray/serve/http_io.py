@@ -33,8 +33,37 @@ def json_response(body: Any, status: int = 200) -> Response:
     )
 
 
-def error_response(exc: BaseException) -> Response:
-    return json_error(exc, lambda message: {"error": message})
+class ErrorResponses:
+    """Errors as TensorZero shapes them: `{"error": message}` natively, `{"error": {"message"}}`
+    on the OpenAI-compatible routes, plus the structured form when the config asks for it
+    (`gateway.unstable_error_json`)."""
+
+    def __init__(self, structured: bool = False):
+        self.structured = structured
+
+    def native(self, exc: BaseException) -> Response:
+        message, status, details = _error_parts(exc)
+        body: dict[str, Any] = {"error": message}
+        if self.structured:
+            body["error_json"] = details
+        return json_response(body, status)
+
+    def openai(self, exc: BaseException) -> Response:
+        message, status, details = _error_parts(exc)
+        error: dict[str, Any] = {"message": message}
+        if self.structured:
+            error["tensorzero_error_json"] = details
+            error["error_json"] = details  # the older name, still read by some clients
+        return json_response({"error": error}, status)
+
+
+def _error_parts(exc: BaseException) -> tuple[str, int, dict]:
+    exc = unwrap(exc)
+    if isinstance(exc, TensorZeroError):
+        return exc.message, exc.status_code, exc.details()
+    logger.exception("unexpected error", exc_info=exc)
+    message = f"Internal error: {type(exc).__name__}"
+    return message, 500, {"InternalError": {"message": message}}
 
 
 async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
@@ -105,15 +134,6 @@ def parse_inference_request(data: Any) -> tuple[str, InferenceRequest]:
         request.variant_name = request.model_name
         return DEFAULT_FUNCTION, request
     return request.function_name, request
-
-
-def json_error(exc: BaseException, shape) -> Response:
-    """`shape(message)` is the error body: native or OpenAI-style."""
-    exc = unwrap(exc)
-    if isinstance(exc, TensorZeroError):
-        return json_response(shape(exc.message), exc.status_code)
-    logger.exception("unexpected error", exc_info=exc)
-    return json_response(shape(f"Internal error: {type(exc).__name__}"), 500)
 
 
 def stream_error_message(exc: BaseException) -> str:

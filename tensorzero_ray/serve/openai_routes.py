@@ -19,7 +19,7 @@ from tensorzero_ray.config.functions import JsonFunctionConfig
 from tensorzero_ray.errors import InvalidRequest, UnknownFunction, UnknownModel
 from tensorzero_ray.inference.embeddings import EmbeddingRegistry
 from tensorzero_ray.serve.http_io import (
-    json_error,
+    ErrorResponses,
     json_response,
     parse_inference_request,
     read_json,
@@ -33,11 +33,8 @@ logger = logging.getLogger(__name__)
 EMBEDDING_PREFIX = "tensorzero::embedding_model_name::"
 
 
-def openai_error(exc: BaseException) -> Response:
-    return json_error(exc, lambda message: {"error": {"message": message}})
-
-
 def add_openai_routes(app: FastAPI, config: Config, routers: Routers) -> None:
+    errors = ErrorResponses(structured=config.gateway.unstable_error_json)
     embeddings = EmbeddingRegistry(
         config.embedding_models, outbound_timeout_s=config.gateway.global_outbound_http_timeout_ms / 1000
     )
@@ -55,18 +52,18 @@ def add_openai_routes(app: FastAPI, config: Config, routers: Routers) -> None:
             if not routers.knows(function_name):
                 raise UnknownFunction(function_name)
         except Exception as exc:  # noqa: BLE001 - every failure gets OpenAI's error shape
-            return openai_error(exc)
+            return errors.openai(exc)
         if not native.stream:
             try:
                 response = await routers.infer(function_name, native)
             except Exception as exc:  # noqa: BLE001
-                return openai_error(exc)
+                return errors.openai(exc)
             return json_response(completion(response.model_dump(mode="json"), function, model))
         events = routers.stream(function_name, native).__aiter__()
         try:
             first = await events.__anext__()
         except Exception as exc:  # noqa: BLE001
-            return openai_error(exc)
+            return errors.openai(exc)
         include_usage = bool(request.stream_options and request.stream_options.include_usage)
         translator = ChunkTranslator(function, model, include_usage)
         return sse_response(_translate(first, events, translator))
@@ -91,7 +88,7 @@ def add_openai_routes(app: FastAPI, config: Config, routers: Routers) -> None:
                 )
             result = await model.embed(inputs, data.get("dimensions"), data.get("tensorzero::credentials") or {})
         except Exception as exc:  # noqa: BLE001
-            return openai_error(exc)
+            return errors.openai(exc)
         tokens = result.input_tokens or 0
         return json_response(
             {

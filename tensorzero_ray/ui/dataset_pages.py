@@ -125,7 +125,7 @@ def add_routes(app: FastAPI, state: UIState) -> None:
         )
 
     async def datapoint_page(dataset: str, datapoint_id: str, *, status: int = 200, **extra: Any) -> Response:
-        (point,) = await state.datasets.get([parse_id(datapoint_id, "Datapoint")], dataset)
+        point = await state.datasets.get_one(parse_id(datapoint_id, "Datapoint"), dataset)
         if isinstance(point.output, dict):
             output_text = point.output.get("raw") or ""
         elif point.output and all(b.get("type") == "text" for b in point.output):
@@ -150,7 +150,7 @@ def add_routes(app: FastAPI, state: UIState) -> None:
     async def edit_datapoint(dataset: str, datapoint_id: str, request: Request) -> Response:
         form = await form_fields(request)
         try:
-            (point,) = await state.datasets.get([parse_id(datapoint_id, "Datapoint")], dataset)
+            point = await state.datasets.get_one(parse_id(datapoint_id, "Datapoint"), dataset)
             if point.staled_at is not None:
                 raise InvalidRequest("This datapoint was edited or deleted since; open its current version")
             change = {"id": point.id, "output": _edited_output(point.type, form.get("output", "")),

@@ -65,7 +65,7 @@ def add_routes(app: FastAPI, state: UIState) -> None:
             return RedirectResponse(f"{state.base}/observability/inferences/{value}", 303)
         if kind == "episode":
             return RedirectResponse(f"{state.base}/observability/episodes/{value}", 303)
-        (point,) = await state.datasets.get([value])
+        point = await state.datasets.get_one(value)
         return RedirectResponse(f"{state.base}/datasets/{point.dataset_name}/datapoint/{point.id}", 303)
 
     @app.get("/observability/inferences")

@@ -65,7 +65,8 @@ class ChatCompletionVariant(Variant):
 
     def _system(self, system) -> str | None:
         if system is None:
-            return None
+            # A system template that needs no input still renders (TensorZero does so).
+            return self.renderer.render("system", {}) if self.renderer.has("system") else None
         if isinstance(system, dict):
             if not self.renderer.has("system"):
                 raise InvalidRequest(f"Variant `{self.name}` has no `system` template for the object in `input.system`")

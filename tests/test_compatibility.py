@@ -1,0 +1,138 @@
+"""TensorZero configs and requests that work unchanged: small configs loaded as a user writes
+them, served by an in-process gateway, checked against TensorZero's documented behaviour."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tensorzero_ray.config import load_config
+from tensorzero_ray.serve.gateway import create_app
+from tensorzero_ray.serve.routers import LocalRouters
+
+MODEL = """
+[models.m]
+routing = ["p"]
+[models.m.providers.p]
+type = "dummy"
+model_name = "echo_request_messages"
+"""
+
+
+class Gateway:
+    """An in-process gateway over a config written to a temporary folder."""
+
+    def __init__(self, folder: Path, files: dict[str, str]):
+        for name, text in files.items():
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            (folder / name).write_text(textwrap.dedent(text))
+        self.config = load_config(str(folder / "tensorzero.toml"))
+        self.routers = LocalRouters(self.config, None)
+        transport = httpx.ASGITransport(app=create_app(self.config, self.routers))
+        self.client = httpx.AsyncClient(transport=transport, base_url="http://localhost")
+
+    async def close(self) -> None:
+        await self.client.aclose()
+        await self.routers.aclose()
+
+
+@pytest.fixture
+async def gateway_for(tmp_path):
+    made: list[Gateway] = []
+
+    def build(files: dict[str, str]) -> Gateway:
+        made.append(Gateway(tmp_path, files))
+        return made[-1]
+
+    yield build
+    for gateway in made:
+        await gateway.close()
+
+
+def text_of(response: httpx.Response) -> str:
+    assert response.status_code == 200, response.text
+    return response.json()["content"][0]["text"]
+
+
+async def test_base_path_alone_lets_templates_include_files(gateway_for):
+    gateway = gateway_for(
+        {
+            "tensorzero.toml": MODEL
+            + """
+            [gateway.template_filesystem_access]
+            base_path = "shared"
+
+            [functions.f]
+            type = "chat"
+            system_schema = "system_schema.json"
+            [functions.f.variants.v]
+            type = "chat_completion"
+            model = "m"
+            system_template = "system.minijinja"
+            """,
+            "system_schema.json": '{"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}',
+            "system.minijinja": '{% include "greeting.minijinja" %} {{ name }}.',
+            "shared/greeting.minijinja": "Hello from a shared file,",
+        }
+    )
+    r = await gateway.client.post(
+        "/inference",
+        json={
+            "function_name": "f",
+            "input": {"system": {"name": "Ada"}, "messages": [{"role": "user", "content": "Hi"}]},
+        },
+    )
+    assert "Hello from a shared file, Ada." in r.text
+
+
+async def test_a_system_template_renders_without_a_system_input(gateway_for):
+    gateway = gateway_for(
+        {
+            "tensorzero.toml": MODEL
+            + """
+            [functions.f]
+            type = "chat"
+            [functions.f.variants.v]
+            type = "chat_completion"
+            model = "m"
+            system_template = "system.minijinja"
+            """,
+            "system.minijinja": "You are terse.",
+        }
+    )
+    r = await gateway.client.post(
+        "/inference", json={"function_name": "f", "input": {"messages": [{"role": "user", "content": "Hi"}]}}
+    )
+    assert "You are terse." in text_of(r)
+
+
+async def test_unstable_error_json_adds_the_structured_error(gateway_for):
+    gateway = gateway_for({"tensorzero.toml": MODEL + "[gateway]\nunstable_error_json = true\n"})
+    native = await gateway.client.post(
+        "/inference", json={"function_name": "nope", "input": {"messages": [{"role": "user", "content": "Hi"}]}}
+    )
+    assert native.status_code == 404
+    assert native.json() == {"error": "Unknown function: nope", "error_json": {"UnknownFunction": {"name": "nope"}}}
+    openai = await gateway.client.post(
+        "/openai/v1/chat/completions",
+        json={"model": "tensorzero::function_name::nope", "messages": [{"role": "user", "content": "Hi"}]},
+    )
+    assert openai.json()["error"]["tensorzero_error_json"] == {"UnknownFunction": {"name": "nope"}}
+    failed = await gateway.client.post(
+        "/inference",
+        json={"model_name": "dummy::error", "input": {"messages": [{"role": "user", "content": "Hi"}]}},
+    )
+    details = failed.json()["error_json"]
+    assert set(details) == {"AllModelProvidersFailed"}
+    assert "InferenceClient" in details["AllModelProvidersFailed"]["provider_errors"]["dummy"]
+
+
+async def test_without_unstable_error_json_errors_stay_plain(gateway_for):
+    gateway = gateway_for({"tensorzero.toml": MODEL})
+    r = await gateway.client.post(
+        "/inference", json={"function_name": "nope", "input": {"messages": [{"role": "user", "content": "Hi"}]}}
+    )
+    assert r.json() == {"error": "Unknown function: nope"}
