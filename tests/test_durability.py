@@ -162,25 +162,39 @@ async def test_recent_inferences_are_known_before_they_are_inserted(writer, tmp_
 
 
 class UnreachableWriter:
-    async def write(self, token, batch):
-        raise ConnectionError("writer replica is restarting")
+    """A writer handle whose replica is gone: every call fails, as Ray's do then."""
 
-    async def find_recent(self, target_id, level):
-        raise ConnectionError("writer replica is restarting")
+    class _Method:
+        async def remote(self, *args):
+            raise ConnectionError("writer replica is restarting")
+
+    write = find_recent = _Method()
 
 
-async def test_the_client_spools_when_the_writer_stays_away(writer, storage, monkeypatch):
-    """The acknowledgement still means durable: the rows are in the spool, which the writer
-    replays when it answers again, once."""
-    monkeypatch.setattr(ObservabilityClient, "RETRY_DELAYS_S", (0.01, 0.01))
+async def test_a_replica_that_dies_before_delivering_is_adopted_by_the_writer(writer, storage, monkeypatch):
+    """`record` returns once the rows are in the replica's own outbox; when the replica dies
+    with them undelivered, the writer takes them over, once."""
+    monkeypatch.setattr(ObservabilityClient, "RETRY_DELAYS_S", (0.01,))
     tag = uuid.uuid4().hex
     client = ObservabilityClient(storage, UnreachableWriter())
     records = [ChatInferenceRow.model_validate(r) for r in rows(tag, 3)]
     await asyncio.gather(client.record(records[:2]), client.record(records[2:]))
-    assert await client.find_recent(str(records[0].id), "inference") is None
+    assert (await client.find_recent(str(records[0].id), "inference"))[0]["function_name"] == "f"
+    client._sender.cancel()  # the replica dies: nothing is delivered, its lock is released
+    client._outbox.journal._task.cancel()
+    client._outbox._owner.close()
+    assert await writer.writer.adopt_orphans() == 2
+    assert await writer.writer.adopt_orphans() == 0
     await writer.flush()
-    await writer.writer.replay()
     assert await count(writer.store, tag) == {"n": 3, "ids": 3}
+
+
+async def test_a_live_replica_outbox_is_not_adopted(writer, storage):
+    client = ObservabilityClient(storage, writer)
+    await client.record([ChatInferenceRow.model_validate(r) for r in rows(uuid.uuid4().hex, 1)])
+    assert await writer.writer.adopt_orphans() == 0
+    await client.close()
+    assert not client._outbox.folder.exists()
 
 
 @pytest.mark.parametrize("sync", [True, False])

@@ -16,7 +16,7 @@ from tensorzero_ray.errors import InvalidRequest, TensorZeroError, UnknownName
 from tensorzero_ray.ids import uuid7, uuid7_timestamp_ms
 from tensorzero_ray.inference.tools import ToolCatalog
 from tensorzero_ray.inference.written_outputs import chat_output_blocks, json_output_value
-from tensorzero_ray.serve.observability import ObservabilityClient
+from tensorzero_ray.serve.observability import ObservabilityClient, WriterUnreachable
 from tensorzero_ray.store.rows import (
     BooleanMetricFeedbackRow,
     CommentFeedbackRow,
@@ -29,7 +29,11 @@ from tensorzero_ray.types.model import ToolDefinition, ToolSettings
 from tensorzero_ray.validation import check_tags
 
 VISIBILITY_WAIT_S = 6.0
-POLL_INTERVAL_S = 0.1
+POLL_INTERVAL_S = 0.02
+# While the writer is away: how long to wait for it, and how long after it answers again for
+# other replicas to deliver what they acknowledged meanwhile.
+OUTAGE_WAIT_S = 30.0
+CATCH_UP_S = 3.0
 
 
 class UnknownMetric(UnknownName):
@@ -101,13 +105,11 @@ class FeedbackService:
             raise InvalidRequest("Feedback value for `comment` must be a string")
 
     async def _find_target(self, target: uuid.UUID, level: str) -> dict | None:
-        """Any inference the gateway acknowledged is known to the writer at once; older ones are
-        in the database. Only rows spooled while the writer was away take a moment to appear."""
+        """An inference acknowledged moments ago is known from memory: by the replica that
+        served it at once, by the writer as soon as it is delivered there (milliseconds).
+        Older ones are in the database. Only an id minted moments ago is waited for."""
         if self.config.gateway.unstable_disable_feedback_target_validation:
             return None
-        recent = await self.observability.find_recent(str(target), level)
-        if recent is not None:
-            return recent
         if level == "inference":
             sql = (
                 "SELECT function_name, variant_name, function_type FROM InferenceById "
@@ -119,12 +121,25 @@ class FeedbackService:
                 "WHERE episode_id_uint = toUInt128({id:UUID}) LIMIT 1"
             )
         age_s = time.time() - uuid7_timestamp_ms(target) / 1000
-        # Only an id minted moments ago can still be on its way (spooled while the writer was
-        # away); an older one that is not stored does not exist.
-        deadline = time.monotonic() + min(max(VISIBILITY_WAIT_S - age_s, 0.0), VISIBILITY_WAIT_S)
+        started = time.monotonic()
+        deadline = started + min(max(VISIBILITY_WAIT_S - age_s, 0.0), VISIBILITY_WAIT_S)
         while True:
             try:
+                recent, writer_up_s = await self.observability.find_recent(str(target), level)
+                if recent is not None:
+                    return recent
+                if writer_up_s < CATCH_UP_S:
+                    # A writer that just started: replicas are still delivering to it.
+                    deadline = max(deadline, time.monotonic() + CATCH_UP_S - writer_up_s)
                 rows = await self.observability.query(sql, {"id": target})
+            except WriterUnreachable:
+                # The writer is restarting: replicas deliver what they acknowledged once it
+                # is back, so wait for it (bounded) instead of refusing.
+                if time.monotonic() - started > OUTAGE_WAIT_S:
+                    raise
+                deadline = max(deadline, time.monotonic() + CATCH_UP_S)
+                await asyncio.sleep(POLL_INTERVAL_S)
+                continue
             except Exception as exc:  # noqa: BLE001 - the database is down: say so, store nothing
                 raise TensorZeroError(f"ClickHouse is unavailable: {exc}", 503) from None
             if rows:

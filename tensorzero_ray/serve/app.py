@@ -61,7 +61,7 @@ class Gateway:
     async def __del__(self):
         # Serve calls this on graceful shutdown: rows still held here go to the writer.
         if self._observability is not None:
-            await self._observability.drain()
+            await self._observability.close()
 
     # Handle methods for the in-cluster clients: the same checks as HTTP, without HTTP.
 
@@ -109,7 +109,7 @@ class FunctionRouterReplica(FunctionRouter):
 
     async def __del__(self):
         if self.observability is not None:
-            await self.observability.drain()
+            await self.observability.close()
 
 
 GatewayDeployment = serve.deployment(

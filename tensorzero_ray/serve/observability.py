@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import os
+import time
 import uuid
 from collections import deque
 from pathlib import Path
@@ -13,15 +16,19 @@ from typing import Any
 from pydantic import BaseModel
 
 from tensorzero_ray.config import Config
+from tensorzero_ray.errors import TensorZeroError, unwrap
 from tensorzero_ray.store import BatchWriter, ClickHouseStore, Spool, StoreUnavailable, resolve_dsn
 from tensorzero_ray.store.dsn import is_embedded, redact
 from tensorzero_ray.store.journal import Journal
+from tensorzero_ray.store.outbox import Batch, Outbox
+from tensorzero_ray.store.recent_inferences import RecentInferences
 from tensorzero_ray.store.rows import Row
 
 logger = logging.getLogger(__name__)
 
 
 DEFAULT_FLUSH_INTERVAL_S = 1.0
+FSYNC_ENV = "TENSORZERO_RAY_FSYNC_ACKNOWLEDGEMENTS"
 
 
 class StorageSettings(BaseModel):
@@ -33,6 +40,8 @@ class StorageSettings(BaseModel):
     max_rows: int = 1000
     flush_interval_s: float = 0.1
     max_buffered_rows: int = 50_000
+    # TENSORZERO_RAY_FSYNC_ACKNOWLEDGEMENTS=1: a gateway fsyncs its outbox before answering.
+    fsync_acknowledgements: bool = False
 
     @classmethod
     def from_config(cls, config: Config, workdir: str | None = None) -> "StorageSettings | None":
@@ -54,6 +63,7 @@ class StorageSettings(BaseModel):
             required=bool(observability.enabled),
             max_rows=batch.max_rows,
             flush_interval_s=interval_s,
+            fsync_acknowledgements=os.environ.get(FSYNC_ENV, "").lower() in ("1", "true", "yes"),
         )
 
 
@@ -69,14 +79,17 @@ class ObservabilityWriter:
             self.store,
             self.spool,
             Journal(Path(settings.spool_path).parent / "journal"),
+            outboxes=outbox_root(settings),
             max_rows=settings.max_rows,
             flush_interval_s=settings.flush_interval_s,
             max_buffered_rows=settings.max_buffered_rows,
         )
         self._started: asyncio.Future | None = None
+        self._started_at = time.monotonic()
 
     async def start(self) -> None:
         if self._started is None:
+            self._started_at = time.monotonic()
             self._started = asyncio.get_running_loop().create_future()
             try:
                 applied = await self.store.migrate()
@@ -92,15 +105,18 @@ class ObservabilityWriter:
                 self._started.set_result(None)
         await self._started
 
-    async def write(self, token: str, batch: list[tuple[str, list[dict]]]) -> None:
-        """Returns once the batch is in the journal: from then on it will be stored once."""
+    async def write(self, batches: list[tuple[str, list[tuple[str, list[dict]]]]]) -> None:
+        """(token, batch) pairs; returns once they are in the journal: from then on each is
+        stored once, however often it is sent."""
         await self.start()
-        await self.writer.submit(token, batch)
+        await asyncio.gather(*[self.writer.submit(token, batch) for token, batch in batches])
 
-    async def find_recent(self, target_id: str, level: str) -> dict | None:
-        """A target inference or episode acknowledged recently, without asking the database."""
+    async def find_recent(self, target_id: str, level: str) -> tuple[dict | None, float]:
+        """A target inference or episode delivered recently (without asking the database), and
+        how long this writer has been up: replicas deliver what they acknowledged while it was
+        away within moments of its start."""
         await self.start()
-        return self.writer.recent.find(target_id, level)
+        return self.writer.recent.find(target_id, level), time.monotonic() - self._started_at
 
     async def query(self, sql: str, parameters: dict | None = None) -> list[dict[str, Any]]:
         await self.sync()
@@ -150,72 +166,86 @@ def _batch(rows: list[Row]) -> list[tuple[str, list[dict]]]:
     return list(batch.items())
 
 
+class WriterUnreachable(TensorZeroError):
+    status_code = 503
+    kind = "ClickHouseConnection"
+
+
+def outbox_root(settings: StorageSettings) -> Path:
+    return Path(settings.spool_path).parent / "outboxes"
+
+
 class ObservabilityClient:
-    """Rows recorded while a batch is on its way are gathered and sent as the next one (group
-    commit). `record` resolves once the writer has journaled the rows, or, when the writer
-    cannot be reached for a while, once they are in the spool file: either way, durable."""
+    """A replica's way to the writer. `record` returns once the rows are in this replica's
+    outbox on local disk (group commit: one write for every request that arrived meanwhile),
+    so acknowledging a request costs no round trip; a background sender ships the outbox to
+    the writer (batches grow while one is on its way) and retries until the writer has them.
+    If this replica dies first, the writer adopts its outbox."""
 
     SEND_ROWS = 2000
-    RETRY_DELAYS_S = (0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 2.0, 2.0)
+    RETRY_DELAYS_S = (0.05, 0.1, 0.2, 0.4, 0.8, 1.0)
 
     def __init__(self, settings: StorageSettings, writer: Any):
         self.settings = settings
         self._writer = writer
         self._local = isinstance(writer, ObservabilityWriter)
-        self._spool = Spool(settings.spool_path)
-        self._outbox: deque[tuple[list[Row], asyncio.Future]] = deque()
+        self._outbox = Outbox(outbox_root(settings), fsync=settings.fsync_acknowledgements)
+        self._to_send: deque[tuple[str, Batch, str, int]] = deque()
         self._sender: asyncio.Task | None = None
+        # Inferences this replica acknowledged, for feedback that comes back to it at once.
+        self.recent = RecentInferences(capacity=50_000)
         # With a server DSN, readers connect directly; chDB is reached through its owner.
         self._reader = None if is_embedded(settings.dsn) else ClickHouseStore(settings.dsn)
 
-    def record(self, rows: list[Row]) -> asyncio.Future:
-        """Await the result before acknowledging the request the rows belong to."""
-        future = asyncio.get_running_loop().create_future()
+    async def record(self, rows: list[Row]) -> None:
+        """Returns once the rows are durable: await it before acknowledging their request."""
         if not rows:
-            future.set_result(None)
-            return future
-        self._outbox.append((rows, future))
-        if self._sender is None or self._sender.done():
-            self._sender = asyncio.get_running_loop().create_task(self._send_outbox())
-        return future
-
-    async def _send_outbox(self) -> None:
-        while self._outbox:
-            items, size = [], 0
-            while self._outbox and size < self.SEND_ROWS:
-                item = self._outbox.popleft()
-                items.append(item)
-                size += len(item[0])
-            try:
-                await self._send(_batch([row for rows, _ in items for row in rows]))
-            except Exception as exc:  # noqa: BLE001 - the requests waiting on these rows fail
-                logger.error("could not store %d rows: %s", size, exc)
-                for _, future in items:
-                    if not future.done():
-                        future.set_exception(exc)
-            else:
-                for _, future in items:
-                    if not future.done():
-                        future.set_result(None)
-
-    async def _send(self, batch: list[tuple[str, list[dict]]]) -> None:
+            return
+        batch = _batch(rows)
         token = uuid.uuid4().hex
-        for delay in self.RETRY_DELAYS_S:
+        await self._outbox.open()
+        for table, records in batch:
+            self.recent.add(table, records)
+        segment, written = self._outbox.append(token, batch)
+        self._to_send.append((token, batch, segment, len(rows)))
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.get_running_loop().create_task(self._ship())
+        await written
+
+    async def _ship(self) -> None:
+        while self._to_send:
+            items, size = [], 0
+            while self._to_send and size < self.SEND_ROWS:
+                item = self._to_send.popleft()
+                items.append(item)
+                size += item[3]
+            await self._deliver([(token, batch) for token, batch, _, _ in items])
+            self._outbox.delivered([(token, segment) for token, _, segment, _ in items])
+
+    async def _deliver(self, batches: list[tuple[str, Batch]]) -> None:
+        """Until the writer has them: they are durable here meanwhile, and the writer
+        recognises a batch it already has."""
+        attempt = 0
+        while True:
             try:
-                await self._call("write", token, batch)
+                await self._call("write", batches)
                 return
             except Exception as exc:  # noqa: BLE001 - the writer may be restarting
-                logger.warning("observability writer unreachable (%s); retrying", exc)
+                delay = self.RETRY_DELAYS_S[min(attempt, len(self.RETRY_DELAYS_S) - 1)]
+                logger.warning("observability writer unreachable (%s); retrying in %.2f s", exc, delay)
                 await asyncio.sleep(delay)
-        for table, rows in batch:
-            await asyncio.to_thread(self._spool.append, token, table, rows)
+                attempt += 1
 
-    async def find_recent(self, target_id: str, level: str) -> dict | None:
+    async def find_recent(self, target_id: str, level: str) -> tuple[dict | None, float]:
+        """(target or None, seconds the writer has been up); `WriterUnreachable` when only the
+        writer could say."""
+        mine = self.recent.find(target_id, level)
+        if mine is not None:
+            return mine, math.inf
         try:
             return await self._call("find_recent", target_id, level)
-        except Exception as exc:  # noqa: BLE001 - the database is asked next
-            logger.warning("observability writer unreachable for a lookup (%s)", exc)
-            return None
+        except Exception as exc:  # noqa: BLE001 - any failure means the writer cannot answer now
+            raise WriterUnreachable(f"the observability writer is unreachable: {exc}") from None
 
     async def _call(self, method: str, *args):
         if self._local:
@@ -223,10 +253,15 @@ class ObservabilityClient:
         return await getattr(self._writer, method).remote(*args)
 
     async def query(self, sql: str, parameters: dict | None = None) -> list[dict[str, Any]]:
-        if self._reader is not None:
-            await self._call("sync")
-            return await self._reader.query(sql, parameters)
-        return await self._call("query", sql, parameters)
+        try:
+            if self._reader is not None:
+                await self._call("sync")
+                return await self._reader.query(sql, parameters)
+            return await self._call("query", sql, parameters)
+        except Exception as exc:  # noqa: BLE001 - tell a database failure from a missing writer
+            if isinstance(unwrap(exc), (StoreUnavailable, TensorZeroError)):
+                raise unwrap(exc) from None
+            raise WriterUnreachable(f"the observability writer is unreachable: {exc}") from None
 
     async def insert(self, table: str, rows: list[dict]) -> None:
         if self._reader is not None:
@@ -235,9 +270,13 @@ class ObservabilityClient:
             await self._call("insert", table, rows)
 
     async def drain(self) -> None:
-        """Send everything this client holds (graceful shutdown of a replica)."""
-        if self._sender is not None:
+        """Deliver everything this replica holds (graceful shutdown, or before a flush)."""
+        while self._sender is not None and not self._sender.done():
             await asyncio.gather(self._sender, return_exceptions=True)
+
+    async def close(self) -> None:
+        await self.drain()
+        await self._outbox.close()
 
     async def flush(self) -> dict[str, Any]:
         """Send what this client holds, then have the writer insert everything."""

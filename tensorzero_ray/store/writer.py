@@ -12,10 +12,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import shutil
 from collections import OrderedDict
+from pathlib import Path
 
 from tensorzero_ray.store.client import ClickHouseStore, StoreUnavailable
 from tensorzero_ray.store.journal import Journal
+from tensorzero_ray.store.outbox import orphaned, undelivered
 from tensorzero_ray.store.recent_inferences import RecentInferences
 from tensorzero_ray.store.spool import Spool
 
@@ -23,6 +26,8 @@ logger = logging.getLogger(__name__)
 
 Batch = list[tuple[str, list[dict]]]
 SEEN_TOKENS = 100_000
+# Tokens written into each new segment, so a restarted writer still knows recent batches.
+CARRIED_TOKENS = 20_000
 SEGMENT_BYTES = 16 * 1024 * 1024
 
 
@@ -37,10 +42,14 @@ class BatchWriter:
         flush_interval_s: float = 0.1,
         max_buffered_rows: int = 50_000,
         retry_interval_s: float = 1.0,
+        outboxes: str | Path | None = None,
     ):
+        """`outboxes`: where gateway replicas keep their outboxes; those of dead replicas are
+        adopted."""
         self.store = store
         self.spool = spool
         self.journal = journal
+        self.outboxes = outboxes
         self.max_rows = max_rows
         self.flush_interval_s = flush_interval_s
         self.max_buffered_rows = max_buffered_rows
@@ -97,6 +106,28 @@ class BatchWriter:
     def seen(self, token: str) -> bool:
         return token in self._seen
 
+    def _carry_seen(self) -> None:
+        recent = list(self._seen)[-CARRIED_TOKENS:]
+        if recent:
+            self.journal.append({"s": recent})
+
+    async def adopt_orphans(self) -> int:
+        """Take over the outboxes of gateway replicas that died; returns batches taken."""
+        if self.outboxes is None:
+            return 0
+        taken = 0
+        for folder, lock in await asyncio.to_thread(orphaned, self.outboxes):
+            try:
+                for token, batch in await asyncio.to_thread(undelivered, folder):
+                    await self.submit(token, batch)
+                    taken += 1
+                await asyncio.to_thread(shutil.rmtree, folder, True)
+            finally:
+                lock.close()
+        if taken:
+            logger.info("adopted %d undelivered batches from gateway replicas that died", taken)
+        return taken
+
     @property
     def buffered_rows(self) -> int:
         return self._buffered
@@ -115,6 +146,7 @@ class BatchWriter:
                 if loop.time() - last_retry >= self.retry_interval_s:
                     last_retry = loop.time()
                     await self.replay()
+                    await self.adopt_orphans()
             except Exception:  # noqa: BLE001 - the loop must outlive any one failure
                 logger.exception("observability flush failed; retrying")
 
@@ -131,6 +163,7 @@ class BatchWriter:
             self._open_flushes.setdefault(segment, set()).add(flush_id)
             if self.journal.segment_bytes >= SEGMENT_BYTES:
                 self.journal.rotate()
+                self._carry_seen()
             await marker
             await self._insert(flush_id, batches)
             await self.journal.append({"d": flush_id})
@@ -168,6 +201,7 @@ class BatchWriter:
             return
         flushes: list[tuple[str, list[tuple[str, Batch]]]] = []
         done: set[str] = set()
+        carried: set[str] = set()
         unflushed: list[tuple[str, Batch]] = []
         for segment in segments:
             pending: list[tuple[str, Batch]] = []
@@ -179,9 +213,13 @@ class BatchWriter:
                     pending = []
                 elif "d" in record:
                     done.add(record["d"])
+                elif "s" in record:
+                    carried.update(record["s"])
             unflushed += pending
         finished = asyncio.get_running_loop().create_future()
         finished.set_result(None)
+        for token in carried:
+            self._remember(token, finished)
         repeated = 0
         for flush_id, batches in flushes:
             for token, batch in batches:
@@ -192,6 +230,7 @@ class BatchWriter:
                 await self._insert(flush_id, batches)
                 repeated += 1
         # Batches journaled but never flushed move into this process's segment.
+        self._carry_seen()
         await asyncio.gather(*[self._journal_batch(token, batch) for token, batch in unflushed])
         for segment in segments:
             self.journal.delete(segment)
