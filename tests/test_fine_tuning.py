@@ -136,6 +136,22 @@ def test_too_few_examples_fail_fast_with_the_count_and_the_filter(flywheel, tmp_
     assert not (tmp_path / "out").exists() and not list(tmp_path.glob("out.partial-*"))
 
 
+def test_a_job_that_cannot_get_its_cpus_fails_at_once_naming_the_option(flywheel, tmp_path):
+    """The stack holds the cluster's CPUs; workers that ask for more than is free would wait
+    forever. The job stops before reading any data, naming what is missing and the option."""
+    done = submit(
+        "sft.py",
+        "--gateway", flywheel["url"], "--config", str(QUICKSTART / "tensorzero.toml"), "--function", "chat",
+        "--metric", "thumbs_up", "--base-model", str(flywheel["base"]), "--output", str(tmp_path / "never"),
+        "--cpus-per-worker", "64",
+        timeout=180,
+    )  # fmt: skip
+    assert done.returncode != 0
+    logs = done.stdout + done.stderr
+    assert "Not enough resources to start training" in logs and "--cpus-per-worker" in logs and "64 CPU" in logs
+    assert "curating" not in logs and not (tmp_path / "never").exists()
+
+
 def test_a_base_model_that_is_not_a_model_is_refused_before_anything_else(flywheel, tmp_path):
     not_a_model = tmp_path / "empty"
     not_a_model.mkdir()

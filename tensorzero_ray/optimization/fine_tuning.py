@@ -72,6 +72,7 @@ class FineTuneSpec(DataSpec):
     max_length: int = Field(default=1024, ge=16)
     lora_r: int = Field(default=0, ge=0)
     num_workers: int = Field(default=1, ge=1)
+    cpus_per_worker: float = Field(default=1.0, gt=0)
     use_gpu: bool = False
     bf16: bool = False
     save_steps: int = Field(default=50, ge=1)
@@ -94,6 +95,39 @@ def check_base_model(name: str) -> None:
         AutoConfig.from_pretrained(name)
     except Exception as exc:  # noqa: BLE001 - any failure here means "not a usable model"
         raise FineTuningError(f"Base model `{name}` could not be loaded: {exc}") from None
+
+
+def worker_resources(spec: FineTuneSpec) -> dict[str, float]:
+    resources = {"CPU": spec.cpus_per_worker}
+    if spec.use_gpu:
+        resources["GPU"] = 1.0
+    return resources
+
+
+def check_resources(spec: FineTuneSpec) -> None:
+    """The cluster is shared with the running stack: fail at once, naming what is missing and
+    the option that lowers it, instead of waiting forever for workers that cannot start."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(address="auto")  # workers' logs still reach the job's
+    per_worker = worker_resources(spec)
+    free = ray.available_resources()
+    total = ray.cluster_resources()
+    short = {
+        name: amount * spec.num_workers
+        for name, amount in per_worker.items()
+        if free.get(name, 0.0) + 1e-9 < amount * spec.num_workers
+    }
+    if not short:
+        return
+    lowers = {"CPU": "--cpus-per-worker (e.g. 0.5) or --num-workers", "GPU": "--num-workers, or drop --use-gpu"}
+    details = "; ".join(
+        f"{amount:g} {name} for {spec.num_workers} worker(s), {free.get(name, 0.0):g} free of "
+        f"{total.get(name, 0.0):g} (lower it with {lowers[name]})"
+        for name, amount in short.items()
+    )
+    raise FineTuningError(f"Not enough resources to start training: needs {details}")
 
 
 def template_variant_for(config: Config, spec: DataSpec) -> str:
@@ -174,6 +208,7 @@ def run(spec: FineTuneSpec) -> dict[str, Any]:
     if output.exists() and not spec.overwrite:
         raise FineTuningError(f"{output} already exists; pass --overwrite to replace it when training succeeds")
     check_base_model(spec.base_model)
+    check_resources(spec)
     template_variant = template_variant_for(config, spec)
     request = curation_request(config, spec, template_variant)
     log(f"curating {spec.method.upper()} examples for `{spec.function}` from {spec.gateway}")
@@ -252,7 +287,9 @@ def _train(spec: FineTuneSpec, curated, staging: Path) -> tuple[dict[str, Any], 
     trainer = TorchTrainer(
         train_loop,
         train_loop_config=loop_config,
-        scaling_config=ScalingConfig(num_workers=spec.num_workers, use_gpu=spec.use_gpu),
+        scaling_config=ScalingConfig(
+            num_workers=spec.num_workers, use_gpu=spec.use_gpu, resources_per_worker=worker_resources(spec)
+        ),
         run_config=RunConfig(
             name=f"{spec.method}-{spec.function}-{staging.name[-8:]}", storage_path=str(staging / "ray")
         ),
@@ -329,6 +366,9 @@ def parse_args(method: str, argv: list[str] | None) -> FineTuneSpec:
     parser.add_argument("--max-length", type=int, default=1024)
     parser.add_argument("--lora-r", type=int, default=0, help="train a LoRA adapter of this rank (then merged)")
     parser.add_argument("--num-workers", type=int, default=1)
+    parser.add_argument(
+        "--cpus-per-worker", type=float, default=1.0, help="CPUs each training worker asks for (default 1)"
+    )
     parser.add_argument("--use-gpu", action="store_true")
     parser.add_argument("--bf16", action="store_true")
     parser.add_argument("--save-steps", type=int, default=50, help="checkpoint every this many steps")
