@@ -136,3 +136,52 @@ async def test_without_unstable_error_json_errors_stay_plain(gateway_for):
         "/inference", json={"function_name": "nope", "input": {"messages": [{"role": "user", "content": "Hi"}]}}
     )
     assert r.json() == {"error": "Unknown function: nope"}
+
+
+async def test_configs_tensorzero_loads_load_here_too(gateway_for, openai_mock):
+    """Azure embedding models by endpoint and deployment, a function whose tool_choice names a
+    tool it does not list, and DICL with k = 0."""
+    gateway = gateway_for(
+        {
+            "tensorzero.toml": MODEL
+            + f"""
+            [embedding_models.azure_embedder]
+            routing = ["azure"]
+            [embedding_models.azure_embedder.providers.azure]
+            type = "azure"
+            deployment_id = "embedding-deployment"
+            endpoint = "{openai_mock.url}"
+            api_key_location = "dynamic::azure_key"
+
+            [tools.lookup]
+            description = "Look something up"
+            parameters = "lookup.json"
+
+            [functions.f]
+            type = "chat"
+            tool_choice = {{ specific = "lookup" }}
+            [functions.f.variants.v]
+            type = "chat_completion"
+            model = "m"
+            [functions.f.variants.neighbours]
+            type = "experimental_dynamic_in_context_learning"
+            embedding_model = "azure_embedder"
+            model = "m"
+            k = 0
+            """,
+            "lookup.json": '{"type": "object", "properties": {"q": {"type": "string"}}}',
+        }
+    )
+    r = await gateway.client.post(
+        "/openai/v1/embeddings",
+        json={
+            "model": "tensorzero::embedding_model_name::azure_embedder",
+            "input": ["four", "three"],
+            "tensorzero::credentials": {"azure_key": openai_mock.api_key},
+        },
+    )
+    assert r.status_code == 200, r.text
+    assert [d["embedding"][0] for d in r.json()["data"]] == [4.0, 5.0]
+    sent = openai_mock.last()
+    assert sent["path"] == "/openai/deployments/embedding-deployment/embeddings" and "model" not in sent["body"]
+    assert sent["headers"]["api-key"] == openai_mock.api_key

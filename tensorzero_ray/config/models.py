@@ -221,13 +221,24 @@ class ModelConfig(Strict):
 
 class EmbeddingProviderConfig(Strict):
     type: str
-    model_name: str
+    model_name: str | None = None
+    # Azure names its deployment and endpoint instead of a model.
+    deployment_id: str | None = None
+    endpoint: str | None = None
     api_base: str | None = None
     api_key_location: CredentialLocation | None = None
     extra_body: list[ExtraBodyEntry] = Field(default_factory=list)
     extra_headers: list[ExtraHeaderEntry] = Field(default_factory=list)
     timeout_ms: int | None = Field(default=None, gt=0)
     cost: list[CostEntry] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _names_its_model(self) -> "EmbeddingProviderConfig":
+        if self.type == "azure" and (self.deployment_id is None or self.endpoint is None):
+            raise ValueError("an `azure` embedding provider needs `deployment_id` and `endpoint`")
+        if self.type != "azure" and self.model_name is None:
+            raise ValueError(f"`model_name` is required for provider type `{self.type}`")
+        return self
 
 
 class EmbeddingModelConfig(Strict):

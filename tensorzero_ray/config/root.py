@@ -231,11 +231,6 @@ def _function_problems(config: Config, name: str, function: Any) -> list[Problem
         for index, tool in enumerate(function.tools):
             if tool not in config.tools:
                 found.append((("tools", str(index)), f"unknown tool `{tool}`"))
-        choice = function.tool_choice
-        if not isinstance(choice, str) and choice.specific not in function.tools:
-            found.append(
-                (("tool_choice",), f"tool_choice names `{choice.specific}`, which is not one of this function's tools")
-            )
 
     if function.experimentation is not None:
         found += _experimentation_problems(config, ("experimentation",), function.experimentation, variant_names)

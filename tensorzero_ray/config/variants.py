@@ -85,7 +85,7 @@ class MixtureOfNVariantConfig(VariantBase):
 class DiclVariantConfig(SamplingParams, VariantBase):
     type: Literal["experimental_dynamic_in_context_learning"]
     embedding_model: str
-    k: int = Field(gt=0)
+    k: int = Field(ge=0)
     model: str
     max_distance: float | None = Field(default=None, ge=0)
     system_instructions: Template | None = None

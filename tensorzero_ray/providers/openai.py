@@ -195,17 +195,18 @@ class OpenAIProvider(Provider):
         if settings.parallel_tool_calls is not None:
             body["parallel_tool_calls"] = settings.parallel_tool_calls
 
+    def embeddings_url(self, ctx: CallContext) -> str:
+        return (self.config.api_base or self.default_api_base).rstrip("/") + "/embeddings"
+
     async def embed(
         self, inputs: list[Any], dimensions: int | None, ctx: CallContext
     ) -> tuple[list, int | None, str, Any]:
-        body: dict[str, Any] = {"model": self.config.model_name, "input": inputs, "encoding_format": "float"}
+        body: dict[str, Any] = {**self.model_field(), "input": inputs, "encoding_format": "float"}
         if dimensions is not None:
             body["dimensions"] = dimensions
         for entry in self.config.extra_body:
             apply_pointer(body, entry.pointer, entry.value, delete=bool(entry.delete))
-        base = self.config.api_base or self.default_api_base
-        headers = self.headers(ctx)
-        _, raw_response, data = await self.post_json(base.rstrip("/") + "/embeddings", body, headers)
+        _, raw_response, data = await self.post_json(self.embeddings_url(ctx), body, self.headers(ctx))
         try:
             vectors = [item["embedding"] for item in sorted(data["data"], key=lambda item: item["index"])]
         except (KeyError, TypeError):

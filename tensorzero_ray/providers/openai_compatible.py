@@ -97,6 +97,12 @@ class AzureProvider(OpenAIProvider):
     api_version = "2024-10-21"
 
     def url(self, ctx: CallContext) -> str:
+        return self._deployment_url(ctx, "chat/completions")
+
+    def embeddings_url(self, ctx: CallContext) -> str:
+        return self._deployment_url(ctx, "embeddings")
+
+    def _deployment_url(self, ctx: CallContext, operation: str) -> str:
         endpoint = self.config.endpoint
         if endpoint.startswith(("env::", "dynamic::")):
             secret = resolve_credential(endpoint, ctx.credentials, self.provider_type)
@@ -105,7 +111,7 @@ class AzureProvider(OpenAIProvider):
             endpoint = secret.get_secret_value()
         return (
             f"{endpoint.rstrip('/')}/openai/deployments/{self.config.deployment_id}"
-            f"/chat/completions?api-version={self.api_version}"
+            f"/{operation}?api-version={self.api_version}"
         )
 
     def headers(self, ctx: CallContext) -> dict[str, str]:

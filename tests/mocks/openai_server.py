@@ -27,6 +27,7 @@ class OpenAIMock:
                 Route("/v1/chat/completions", self.chat, methods=["POST"]),
                 Route("/openai/deployments/{deployment}/chat/completions", self.chat, methods=["POST"]),
                 Route("/v1/embeddings", self.embeddings, methods=["POST"]),
+                Route("/openai/deployments/{deployment}/embeddings", self.embeddings, methods=["POST"]),
                 Route("/files/{name}", self.files, methods=["GET"]),
                 Route("/v1/files", self.upload, methods=["POST"]),
                 Route("/v1/fine_tuning/jobs", self.create_job, methods=["POST"]),
@@ -141,7 +142,8 @@ class OpenAIMock:
     async def embeddings(self, request: Request) -> Response:
         body = await request.json()
         self.requests.append({"path": request.url.path, "headers": dict(request.headers), "body": body})
-        if request.headers.get("authorization") != f"Bearer {self.api_key}":
+        auth = request.headers.get("authorization") or request.headers.get("api-key")
+        if auth not in (f"Bearer {self.api_key}", self.api_key):
             return JSONResponse({"error": {"message": "Incorrect API key provided"}}, status_code=401)
         inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
         size = body.get("dimensions", 3)
@@ -152,7 +154,7 @@ class OpenAIMock:
             {
                 "object": "list",
                 "data": list(reversed(data)),
-                "model": body["model"],
+                "model": body.get("model", request.path_params.get("deployment")),
                 "usage": {"prompt_tokens": 5 * len(inputs), "total_tokens": 5 * len(inputs)},
             }
         )
