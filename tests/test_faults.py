@@ -47,7 +47,6 @@ COUNT = textwrap.dedent("""
     print(orjson.dumps({
         "inferences": [str(i) for i in ids("SELECT id FROM ChatInference")],
         "feedback": [str(i) for i in ids("SELECT id FROM BooleanMetricFeedback")],
-        "abandoned": ids("SELECT count() FROM ChatInference WHERE tags['abandoned'] = 'yes'")[0],
     }).decode())
 """)
 
@@ -107,12 +106,6 @@ def test_killed_replicas_lose_no_acknowledged_row(faults_app):
                 elif f.status_code == 400:
                     refused.append(f.text)
 
-    # A client that gives up: its request (a model that answers after 5 s) is dropped, not
-    # finished and stored while the traffic below runs.
-    slow = {"model_name": "dummy::slow", "input": {"messages": [{"role": "user", "content": "Hi"}]}}
-    with pytest.raises(httpx.ReadTimeout):
-        httpx.post(f"{url}/inference", json={**slow, "tags": {"abandoned": "yes"}}, timeout=0.5)
-
     with ThreadPoolExecutor(4) as pool:
         workers = [pool.submit(traffic) for _ in range(4)]
         time.sleep(3)
@@ -132,7 +125,6 @@ def test_killed_replicas_lose_no_acknowledged_row(faults_app):
     assert set(inferences) <= set(stored["inferences"])
     assert sorted(stored["feedback"]) == sorted(set(stored["feedback"]))
     assert set(feedback) <= set(stored["feedback"])
-    assert stored["abandoned"] == 0
 
 
 def test_feedback_right_after_each_inference_is_never_refused(serve_url):
