@@ -1,6 +1,6 @@
 """An append-only file of batches that could not be inserted. Each line is one batch with its
 deduplication token, so a replay that is cut short and repeated never duplicates rows. The
-file is locked across processes: routers that cannot reach the writer spool here too."""
+file is locked across processes (a writer and a `tzray migrate` may share a folder)."""
 
 from __future__ import annotations
 
