@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from openai import OpenAI
-from tensorzero import TensorZeroGateway
+from tensorzero import FileBase64, TensorZeroError, TensorZeroGateway, Text, Thought
 
 from tensorzero_ray.client import AsyncTensorZeroRayClient, GatewayError, TensorZeroRayClient
 from tensorzero_ray.ids import uuid7
@@ -28,6 +28,7 @@ EXTRACT_INPUT = {
     ]
 }
 WEATHER_INPUT = {"messages": [{"role": "user", "content": "Weather in Brooklyn?"}]}
+PIXEL = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
 SYSTEM_TEMPLATE = {
     "role": "system",
     "content": [{"type": "tensorzero::template", "name": "system", "arguments": {"assistant_name": "Alfred"}}],
@@ -145,6 +146,56 @@ def test_tensorzero_pypi_client(serve_url):
         assert feedback.feedback_id
         demo = client.feedback(metric_name="demonstration", value="Hello there", inference_id=chat.inference_id)
         assert demo.feedback_id
+
+
+def test_what_the_tensorzero_client_serialises_parses(serve_url):
+    """Its nulls (`source_url`, `text`, unset fields), thoughts from another provider (dropped
+    before the call), and dynamic variants with inline templates in its own shape."""
+    echo = "dummy::echo_request_messages"
+    with TensorZeroGateway.build_http(gateway_url=serve_url) as client:
+        answer = client.inference(
+            model_name=echo,
+            input={
+                "messages": [
+                    {"role": "user", "content": [Text(text="Look"), FileBase64(data=PIXEL, mime_type="image/png")]},
+                    {
+                        "role": "assistant",
+                        "content": [
+                            Thought(text=None, signature="theirs", provider_type="anthropic"),
+                            Thought(text=None, signature="anyone's"),
+                            Text(text="Seen"),
+                        ],
+                    },
+                ]
+            },
+        )
+        sent = json.loads(answer.content[0].text)["messages"]
+        assert [b["type"] for b in sent[0]["content"]] == ["text", "file"]
+        assert sent[1]["content"] == [{"type": "thought", "signature": "anyone's"}, {"type": "text", "text": "Seen"}]
+        stored = client.get_inferences(ids=[str(answer.inference_id)], output_source="inference").inferences[0]
+        thoughts = [b for b in stored.input.messages[1].content if b.type == "thought"]
+        assert [(b.text, b.signature) for b in thoughts] == [(None, "theirs"), (None, "anyone's")]
+
+        inline = {"__tensorzero_remapped_path": "inline/system.minijinja", "__data": "Sir {{ assistant_name }}"}
+        dynamic = client.inference(
+            function_name="chat",
+            input=CHAT_INPUT,
+            dryrun=True,
+            variant_name="trial",
+            internal_dynamic_variant_config={"type": "chat_completion", "model": echo, "system_template": inline},
+        )
+        assert json.loads(dynamic.content[0].text)["system"] == "Sir Alfred"
+        best_of_n = {
+            "type": "experimental_best_of_n_sampling",
+            "candidates": ["baseline", "safe"],
+            "evaluator": {"model": echo, "system_template": inline},
+        }
+        for shape in (best_of_n, {**best_of_n, "type": "experimental_mixture_of_n", "fuser": best_of_n["evaluator"]}):
+            if shape["type"] == "experimental_mixture_of_n":
+                shape = {k: v for k, v in shape.items() if k != "evaluator"}
+            with pytest.raises(TensorZeroError) as refused:
+                client.inference(function_name="chat", input=CHAT_INPUT, internal_dynamic_variant_config=shape)
+            assert refused.value.status_code == 400 and "requires `dryrun: true`" in refused.value.text
 
 
 def test_a_ray_task_uses_the_in_cluster_client(serve_url):

@@ -185,3 +185,97 @@ async def test_configs_tensorzero_loads_load_here_too(gateway_for, openai_mock):
     sent = openai_mock.last()
     assert sent["path"] == "/openai/deployments/embedding-deployment/embeddings" and "model" not in sent["body"]
     assert sent["headers"]["api-key"] == openai_mock.api_key
+
+
+ROLE_TEMPLATES = {
+    "tensorzero.toml": MODEL
+    + """
+    [functions.f]
+    type = "chat"
+    system_schema = "name.json"
+    user_schema = "name.json"
+    assistant_schema = "name.json"
+    [functions.f.variants.v]
+    type = "chat_completion"
+    model = "m"
+    system_template = "system.minijinja"
+    user_template = "user.minijinja"
+    assistant_template = "assistant.minijinja"
+    """,
+    "name.json": '{"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}',
+    "system.minijinja": "System for {{ name }}.",
+    "user.minijinja": "User {{ name }} asks.",
+    "assistant.minijinja": "Assistant {{ name }} answers.",
+}
+
+
+def arguments(name: str) -> list[dict]:
+    return [{"type": "text", "tensorzero::arguments": {"name": name}}]
+
+
+async def test_openai_text_blocks_carry_template_arguments_in_every_role(gateway_for):
+    gateway = gateway_for(ROLE_TEMPLATES)
+    r = await gateway.client.post(
+        "/openai/v1/chat/completions",
+        json={
+            "model": "tensorzero::function_name::f",
+            "messages": [
+                {"role": "system", "content": arguments("Sys")},
+                {"role": "user", "content": arguments("Ann")},
+                {"role": "assistant", "content": arguments("Bot")},
+                {"role": "user", "content": arguments("Ben")},
+            ],
+        },
+    )
+    assert r.status_code == 200, r.text
+    echoed = r.json()["choices"][0]["message"]["content"]
+    for rendered in ("System for Sys.", "User Ann asks.", "Assistant Bot answers.", "User Ben asks."):
+        assert rendered in echoed
+
+
+@pytest.mark.parametrize(
+    "block, fragment",
+    [
+        (
+            {"type": "text", "text": "Hi", "tensorzero::arguments": {"name": "Ann"}},
+            "Only one of `text` or `tensorzero::arguments` can be set",
+        ),
+        ({"type": "text"}, "Either `text` or `tensorzero::arguments` must be set"),
+    ],
+    ids=["both", "neither"],
+)
+@pytest.mark.parametrize("role", ["system", "user"])
+async def test_openai_text_blocks_take_text_or_arguments(gateway_for, role, block, fragment):
+    gateway = gateway_for(ROLE_TEMPLATES)
+    r = await gateway.client.post(
+        "/openai/v1/chat/completions",
+        json={"model": "tensorzero::function_name::f", "messages": [{"role": role, "content": [block]}]},
+    )
+    assert r.status_code == 400
+    assert r.json()["error"]["message"].startswith(f"Invalid request to OpenAI-compatible endpoint: {fragment}")
+
+
+async def test_openai_endpoint_errors_use_tensorzeros_words(gateway_for):
+    gateway = gateway_for(ROLE_TEMPLATES)
+    wrong_type = await gateway.client.post(
+        "/openai/v1/chat/completions",
+        content=b'{"model": "tensorzero::function_name::f", "messages": []}',
+        headers={"content-type": "text/plain"},
+    )
+    assert wrong_type.status_code == 400
+    assert "Content-Type must be `application/json`" in wrong_type.json()["error"]["message"]
+    image_in_system = await gateway.client.post(
+        "/openai/v1/chat/completions",
+        json={
+            "model": "tensorzero::function_name::f",
+            "messages": [{"role": "system", "content": [{"type": "image_url", "image_url": {"url": "https://x"}}]}],
+        },
+    )
+    assert "System message must contain only text or template content blocks" in image_in_system.text
+    plain_model = await gateway.client.post(
+        "/openai/v1/chat/completions", json={"model": "gpt-4o", "messages": [{"role": "user", "content": "Hi"}]}
+    )
+    assert plain_model.json()["error"]["message"].startswith(
+        "Invalid request to OpenAI-compatible endpoint: `model` field must start with "
+        "`tensorzero::function_name::` or `tensorzero::model_name::`. For example,"
+    )

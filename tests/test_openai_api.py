@@ -178,7 +178,7 @@ async def test_images_by_data_url_reach_the_model(gateway):
 
 
 BAD = [
-    pytest.param({"model": "gpt-4o", "messages": [USER]}, 400, "model field must start with", id="plain-model"),
+    pytest.param({"model": "gpt-4o", "messages": [USER]}, 400, "`model` field must start with", id="plain-model"),
     pytest.param({"model": "tensorzero::function_name::", "messages": [USER]}, 400, "empty name", id="empty-name"),
     pytest.param(
         {"model": "tensorzero::function_name::nope", "messages": [USER]},

@@ -66,6 +66,16 @@ class OpenAIChatRequest(BaseModel):
     n: int | None = None
 
 
+def check_content_type(content_type: str | None) -> None:
+    """OpenAI's SDKs always send JSON; anything else is a client bug worth naming."""
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    if media != "application/json" and not media.endswith("+json"):
+        raise InvalidRequest(
+            "Invalid request to OpenAI-compatible endpoint: Content-Type must be `application/json`, "
+            f"got `{content_type or 'nothing'}`"
+        )
+
+
 def parse_openai_request(data: Any) -> OpenAIChatRequest:
     if not isinstance(data, dict):
         raise InvalidRequest("Invalid request to OpenAI-compatible endpoint: the body must be a JSON object")
@@ -87,8 +97,10 @@ def target(model: str) -> tuple[str | None, str | None]:
                 )
             return (name, None) if is_function else (None, name)
     raise InvalidRequest(
-        "Invalid request to OpenAI-compatible endpoint: model field must start with "
-        f"`{FUNCTION_PREFIX}` or `{MODEL_PREFIX}`, got `{model}`"
+        f"Invalid request to OpenAI-compatible endpoint: `model` field must start with `{FUNCTION_PREFIX}` or "
+        f"`{MODEL_PREFIX}`. For example, `{FUNCTION_PREFIX}my_function` for a function `my_function` defined "
+        f"in your config, `{MODEL_PREFIX}my_model` for a model `my_model` defined in your config, or default "
+        f"functions like `{MODEL_PREFIX}openai::gpt-4o-mini`. Got `{model}`."
     )
 
 
@@ -206,14 +218,19 @@ def messages_to_input(messages: list[dict[str, Any]]) -> dict[str, Any]:
         content = message.get("content")
         where = f"messages[{index}]"
         if role in ("system", "developer"):
-            for part in _parts(content, where):
+            for i, part in enumerate(_parts(content, where)):
                 if part.get("type") == "tensorzero::template":
                     system_object = part.get("arguments") or {}
                 elif part.get("type") == "text":
-                    system_texts.append(part.get("text", ""))
+                    text, arguments = _text_part(part, f"{where}.content[{i}]")
+                    if arguments is not None:
+                        system_object = arguments
+                    else:
+                        system_texts.append(text)
                 else:
                     raise InvalidRequest(
-                        f"Invalid request to OpenAI-compatible endpoint: {where} has an unsupported system part"
+                        "Invalid request to OpenAI-compatible endpoint: System message must contain only text "
+                        f"or template content blocks (`{where}` has `{part.get('type')}`)"
                     )
         elif role in ("user", "assistant"):
             blocks = [_block(part, role, f"{where}.content[{i}]") for i, part in enumerate(_parts(content, where))]
@@ -279,9 +296,10 @@ def _block(part: dict, role: str, where: str) -> dict:
     if not isinstance(kind, str):
         raise InvalidRequest(f"Invalid request to OpenAI-compatible endpoint: {where}.type must be a string")
     if kind == "text":
-        if "tensorzero::arguments" in part:
-            return {"type": "template", "name": role, "arguments": part["tensorzero::arguments"]}
-        return {"type": "text", "text": part.get("text", "")}
+        text, arguments = _text_part(part, where)
+        if arguments is not None:
+            return {"type": "template", "name": role, "arguments": arguments}
+        return {"type": "text", "text": text}
     if kind == "tensorzero::raw_text":
         return {"type": "raw_text", "value": part.get("value", "")}
     if kind == "tensorzero::template":
@@ -325,6 +343,30 @@ def _block(part: dict, role: str, where: str) -> dict:
     raise InvalidRequest(
         f"Invalid request to OpenAI-compatible endpoint: {where} has unsupported content type `{kind}`"
     )
+
+
+def _text_part(part: dict, where: str) -> tuple[str, dict | None]:
+    """A `text` block carries either its text or (the older form of a template)
+    `tensorzero::arguments` for the role's template, never both."""
+    text = part.get("text")
+    arguments = part.get("tensorzero::arguments")
+    if text is not None and arguments is not None:
+        raise InvalidRequest(
+            "Invalid request to OpenAI-compatible endpoint: Only one of `text` or `tensorzero::arguments` "
+            f"can be set in a `text` content block ({where})"
+        )
+    if text is None and arguments is None:
+        raise InvalidRequest(
+            "Invalid request to OpenAI-compatible endpoint: Either `text` or `tensorzero::arguments` "
+            f"must be set in a `text` content block ({where})"
+        )
+    if arguments is not None and not isinstance(arguments, dict):
+        raise InvalidRequest(
+            f"Invalid request to OpenAI-compatible endpoint: {where}.tensorzero::arguments must be an object"
+        )
+    if text is not None and not isinstance(text, str):
+        raise InvalidRequest(f"Invalid request to OpenAI-compatible endpoint: {where}.text must be a string")
+    return text or "", arguments
 
 
 def _file_from_url(url: str, where: str) -> dict:

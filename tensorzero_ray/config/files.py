@@ -34,10 +34,20 @@ def _read(value: Any) -> tuple[str, str] | None:
         raise ValueError(f"cannot read {path}: {exc}") from None
 
 
+# How TensorZero's clients send a template that was a file: its path and its text, inline.
+REMAPPED_PATH = "__tensorzero_remapped_path"
+REMAPPED_DATA = "__data"
+
+
 def _load_text_file(value: Any, info: ValidationInfo) -> Any:
+    if isinstance(value, dict) and REMAPPED_DATA in value:
+        return {"path": value.get(REMAPPED_PATH) or "inline", "contents": value[REMAPPED_DATA]}
     if isinstance(value, (str, Path)) and info.context and info.context.get("inline_only"):
         # Configs that arrive in a request never name files on the server.
-        raise ValueError('a template here must be inline: {"path": "<label>", "contents": "<template>"}')
+        raise ValueError(
+            'a template here must be inline: {"path": "<label>", "contents": "<template>"} '
+            f'or {{"{REMAPPED_PATH}": "<label>", "{REMAPPED_DATA}": "<template>"}}'
+        )
     read = _read(value)
     if read is None:
         return value

@@ -4,6 +4,7 @@ steps 1-2), with cost read off the raw provider response (spec §3.17)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -24,7 +25,10 @@ from tensorzero_ray.ids import uuid7
 from tensorzero_ray.providers import CallContext, Provider, build_provider
 from tensorzero_ray.providers.base import lookup_pointer
 from tensorzero_ray.types import ExtraBodyEntry, ExtraHeaderEntry, Usage
+from tensorzero_ray.types.content import Thought
 from tensorzero_ray.types.model import ModelInferenceRequest, ModelInferenceResult, ProviderChunk
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -114,7 +118,7 @@ class Model:
             started = time.monotonic()
             try:
                 async with asyncio.timeout(_seconds(provider.config.timeouts.non_streaming.total_ms)):
-                    response = await provider.infer(request, ctx)
+                    response = await provider.infer(for_provider(request, provider.provider_type), ctx)
             except TimeoutError:
                 errors[provider_name] = ProviderError(
                     f"Model provider {provider_name} timed out", provider_type=provider.provider_type, status_code=408
@@ -159,7 +163,7 @@ class Model:
         for provider_name, provider in self.providers:
             ctx = extras.context(variant, self.name, provider_name)
             started = time.monotonic()
-            iterator = provider.stream(request, ctx).__aiter__()
+            iterator = provider.stream(for_provider(request, provider.provider_type), ctx).__aiter__()
             try:
                 async with asyncio.timeout(_seconds(provider.config.timeouts.streaming.ttft_ms)):
                     first = await iterator.__anext__()
@@ -297,6 +301,27 @@ def _json_or_none(text: str) -> Any:
         return orjson.loads(text)
     except (orjson.JSONDecodeError, TypeError):
         return None
+
+
+def for_provider(request: ModelInferenceRequest, provider_type: str) -> ModelInferenceRequest:
+    """The request without thoughts another provider made: their signatures and encrypted
+    reasoning mean nothing here and providers refuse them (spec §2)."""
+    foreign = [
+        block
+        for message in request.messages
+        for block in message.content
+        if isinstance(block, Thought) and block.provider_type not in (None, provider_type)
+    ]
+    if not foreign:
+        return request
+    logger.warning(
+        "dropping %d thought block(s) from other providers before calling a `%s` provider", len(foreign), provider_type
+    )
+    messages = [
+        message.model_copy(update={"content": [b for b in message.content if not any(b is f for f in foreign)]})
+        for message in request.messages
+    ]
+    return request.model_copy(update={"messages": [m for m in messages if m.content]})
 
 
 async def _close(iterator: Any) -> None:

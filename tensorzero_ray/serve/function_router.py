@@ -12,16 +12,16 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import partial
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import orjson
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from tensorzero_ray.config import Config
 from tensorzero_ray.config.functions import DEFAULT_FUNCTION, JsonFunctionConfig
-from tensorzero_ray.config.variants import ChatCompletionVariantConfig
+from tensorzero_ray.config.variants import ChatCompletionVariantConfig, VariantConfig, variant_models
 from tensorzero_ray.errors import (
     AllModelProvidersFailed,
     AllVariantsFailed,
@@ -44,7 +44,7 @@ from tensorzero_ray.inference.tools import ToolCallValidator, ToolCatalog, check
 from tensorzero_ray.inference.url_fetch import FetchPolicy
 from tensorzero_ray.serve.observability import ObservabilityClient
 from tensorzero_ray.store.inference_rows import failure_row, has_files, inference_rows, stored_input
-from tensorzero_ray.store.object_storage import FilesystemObjectStore, pointer_blocks
+from tensorzero_ray.store.object_storage import FilesystemObjectStore, label_inline_files, pointer_blocks
 from tensorzero_ray.store.rows import Row
 from tensorzero_ray.types import (
     ChatChunk,
@@ -74,6 +74,16 @@ DONE_EVENT = b"data: [DONE]\n\n"
 # Stores for streams whose client left: kept referenced until they finish.
 _BACKGROUND: set[asyncio.Task] = set()
 DYNAMIC_VARIANT = "tensorzero::dynamic_variant"
+DYNAMIC_VARIANT_ADAPTER: TypeAdapter = TypeAdapter(VariantConfig)
+
+
+def without_nulls(value: Any) -> Any:
+    """TensorZero's clients send `null` for every unset key of a variant config."""
+    if isinstance(value, dict):
+        return {k: without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [without_nulls(v) for v in value]
+    return value
 
 
 def sse_event(payload: dict) -> bytes:
@@ -215,15 +225,19 @@ class FunctionRouter:
         return _Plan(self, request, call, episode_id, output_validator, ToolCallValidator(tool_settings), dynamic)
 
     def _dynamic_variant(self, raw: dict, name: str) -> Variant:
-        """An ad-hoc `chat_completion` variant from the request (dry runs only: replays, the
-        UI's "try with another variant"); its templates are inline, never files."""
+        """An ad-hoc variant from the request (dry runs only: replays, evaluations, the UI's
+        "try with another variant"); its templates are inline, never files."""
+        raw = without_nulls(raw)
         try:
-            config = ChatCompletionVariantConfig.model_validate(raw, context={"inline_only": True})
+            config = DYNAMIC_VARIANT_ADAPTER.validate_python(raw, context={"inline_only": True})
         except ValidationError as exc:
             raise InvalidRequest(f"Invalid `internal_dynamic_variant_config`: {describe_errors(exc, raw)}") from None
+        for _, model_name in variant_models(config):
+            if self.models.get(model_name) is None:
+                raise UnknownModel(model_name)
+        if not isinstance(config, ChatCompletionVariantConfig):
+            return NotServedVariant(name, config.type)
         model = self.models.get(config.model)
-        if model is None:
-            raise UnknownModel(config.model)
         return ChatCompletionVariant(name, config, model, self._schema_names, limits=RenderLimits())
 
     # --- shaping ----------------------------------------------------------------------------
@@ -369,6 +383,8 @@ class FunctionRouter:
                 stored = await pointer_blocks(self.object_store, stored)
             except OSError as exc:
                 logger.error("could not write input files to object storage (%s); storing them inline", exc)
+        if has_files(stored):
+            label_inline_files(stored)
         await self.observability.record(plan.failures + rows(stored_input=orjson.dumps(stored).decode()))
 
     def _final_event(

@@ -12,7 +12,13 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
-from tensorzero_ray.compat.openai_request import parse_openai_request, target, to_native, unknown_fields
+from tensorzero_ray.compat.openai_request import (
+    check_content_type,
+    parse_openai_request,
+    target,
+    to_native,
+    unknown_fields,
+)
 from tensorzero_ray.compat.openai_response import ChunkTranslator, completion
 from tensorzero_ray.config import Config
 from tensorzero_ray.config.functions import JsonFunctionConfig
@@ -42,6 +48,7 @@ def add_openai_routes(app: FastAPI, config: Config, routers: Routers) -> None:
     @app.post("/openai/v1/chat/completions")
     async def chat_completions(http_request: Request) -> Response:
         try:
+            check_content_type(http_request.headers.get("content-type"))
             request = parse_openai_request(await read_json(http_request))
             ignored = unknown_fields(request)
             if ignored:
@@ -71,6 +78,7 @@ def add_openai_routes(app: FastAPI, config: Config, routers: Routers) -> None:
     @app.post("/openai/v1/embeddings")
     async def create_embeddings(http_request: Request) -> Response:
         try:
+            check_content_type(http_request.headers.get("content-type"))
             data = await read_json(http_request)
             if not isinstance(data, dict) or "input" not in data or not isinstance(data.get("model"), str):
                 raise InvalidRequest("Invalid request to OpenAI-compatible endpoint: `model` and `input` are required")

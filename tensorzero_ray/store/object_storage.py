@@ -67,3 +67,13 @@ async def pointer_blocks(store: FilesystemObjectStore, stored_input: dict) -> di
                         pointer["source_url" if key == "url" else key] = block[key]
                 message["content"][index] = pointer
     return stored_input
+
+
+def label_inline_files(stored_input: dict) -> None:
+    """Files kept inline (no object storage configured) still get the `storage_path` that
+    TensorZero's clients expect of a stored file; its kind `disabled` says no store holds it."""
+    for message in stored_input.get("messages", []):
+        for block in message["content"]:
+            if block.get("type") == "file" and block.get("file_type") == "base64" and "storage_path" not in block:
+                data = base64.b64decode(block["data"])
+                block["storage_path"] = {"kind": {"type": "disabled"}, "path": storage_key(data, block["mime_type"])}

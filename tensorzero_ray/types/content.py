@@ -95,6 +95,9 @@ class File(Block):
     mime_type: str | None = None
     detail: Literal["low", "high", "auto"] | None = None
     filename: str | None = None
+    source_url: str | None = Field(default=None, exclude_if=lambda v: v is None)
+    # Where a stored file lives (stored inputs sent back as inputs carry it); the data decides.
+    storage_path: dict[str, Any] | None = Field(default=None, exclude=True)
 
     @model_validator(mode="after")
     def _infer_file_type(self) -> "File":
