@@ -41,6 +41,14 @@ model_name = "gpt-ok"
 api_base = "{openai}/v1/"
 api_key_location = "path::{openai_key}"
 
+[models.gpt_tools]
+routing = ["openai"]
+[models.gpt_tools.providers.openai]
+type = "openai"
+model_name = "gpt-tool"
+api_base = "{openai}/v1/"
+api_key_location = "path::{openai_key}"
+
 [models.gpt_fallback]
 routing = ["down", "up"]
 [models.gpt_fallback.providers.down]

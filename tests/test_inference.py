@@ -360,10 +360,10 @@ BAD = [
         id="reserved-tag",
     ),
     pytest.param(
-        {"function_name": "basic_test", "input": HELLO, "output_schema": {}},
+        {"function_name": "basic_test", "input": HELLO, "output_schema": {"type": 5}},
         400,
-        "only allowed for JSON functions",
-        id="output-schema-on-chat",
+        "Invalid `output_schema`",
+        id="bad-output-schema-on-chat",
     ),
     pytest.param(
         {"function_name": "basic_test", "input": HELLO, "include_aggregated_response": True},

@@ -269,3 +269,109 @@ async def test_embeddings_from_configured_and_shorthand_models(gateway, openai_m
         "/openai/v1/embeddings", json={"model": "tensorzero::embedding_model_name::nope", "input": "hi"}
     )
     assert r.status_code == 404 and "Unknown model: nope" in r.json()["error"]["message"]
+
+
+SQL_TOOL = {
+    "type": "custom",
+    "custom": {
+        "name": "run_sql",
+        "description": "Run one SQL query",
+        "format": {"type": "grammar", "grammar": {"syntax": "regex", "definition": "SELECT .*"}},
+    },
+}
+
+
+async def test_custom_tools_reach_openai_and_come_back_in_their_shape(gateway, openai_mock):
+    r = await chat(gateway, model="tensorzero::model_name::gpt_tools", messages=[USER], tools=[SQL_TOOL])
+    assert r.status_code == 200, r.text
+    assert openai_mock.last()["body"]["tools"] == [SQL_TOOL]
+    message = r.json()["choices"][0]["message"]
+    assert message["tool_calls"] == [
+        {"id": "call_c", "type": "custom", "custom": {"name": "run_sql", "input": "SELECT 1"}}
+    ]
+    streamed = await chat(
+        gateway, model="tensorzero::model_name::gpt_tools", messages=[USER], tools=[SQL_TOOL], stream=True
+    )
+    calls = [c for chunk in sse(streamed.text) for c in chunk["choices"][0]["delta"].get("tool_calls", [])]
+    assert {c["type"] for c in calls} == {"custom"}
+    assert "".join(c["custom"]["input"] for c in calls) == "SELECT 1"
+    assert calls[0]["custom"]["name"] == "run_sql"
+
+
+async def test_custom_tool_calls_go_back_to_openai_as_custom_calls(gateway, openai_mock):
+    history = [
+        USER,
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [{"id": "call_c", "type": "custom", "custom": {"name": "run_sql", "input": "SELECT 1"}}],
+        },
+        {"role": "tool", "tool_call_id": "call_c", "content": "1"},
+    ]
+    r = await chat(
+        gateway,
+        model="tensorzero::model_name::gpt",
+        messages=history,
+        tools=[SQL_TOOL],
+        tool_choice={"type": "custom", "custom": {"name": "run_sql"}},
+    )
+    assert r.status_code == 200, r.text
+    sent = openai_mock.last()["body"]
+    assert sent["messages"][1]["tool_calls"] == [
+        {"id": "call_c", "type": "custom", "custom": {"name": "run_sql", "input": "SELECT 1"}}
+    ]
+    assert sent["tool_choice"] == {"type": "custom", "custom": {"name": "run_sql"}}
+
+
+async def test_custom_tools_are_refused_by_providers_without_them(gateway):
+    r = await chat(gateway, model="tensorzero::model_name::dummy::good", messages=[USER], tools=[SQL_TOOL])
+    assert r.status_code == 400
+    assert "does not support OpenAI custom tools" in r.json()["error"]["message"]
+
+
+ANSWER_SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+
+
+async def test_chat_functions_answer_through_the_respond_tool_with_an_output_schema(gateway, openai_mock):
+    r = await chat(
+        gateway,
+        model="tensorzero::model_name::gpt_tools",
+        messages=[USER],
+        response_format={"type": "json_schema", "json_schema": {"name": "answer", "schema": ANSWER_SCHEMA}},
+        **{"tensorzero::params": {"chat_completion": {"json_mode": "tool"}}},
+    )
+    assert r.status_code == 200, r.text
+    sent = openai_mock.last()["body"]
+    assert [t["function"]["name"] for t in sent["tools"]] == ["respond"]
+    assert sent["tools"][0]["function"]["parameters"] == ANSWER_SCHEMA
+    assert sent["tool_choice"] == {"type": "function", "function": {"name": "respond"}}
+    choice = r.json()["choices"][0]
+    assert choice["message"]["content"] == '{"city":"Tokyo"}' and "tool_calls" not in choice["message"]
+    native = await gateway.post(
+        "/inference",
+        json={
+            "model_name": "gpt_tools",
+            "input": {"messages": [USER]},
+            "output_schema": ANSWER_SCHEMA,
+            "params": {"chat_completion": {"json_mode": "tool"}},
+            "stream": True,
+        },
+    )
+    chunks = sse(native.text)
+    assert "".join(p["text"] for c in chunks for p in c.get("content", []) if p["type"] == "text") == (
+        '{"city":"Tokyo"}'
+    )
+
+
+async def test_chat_functions_send_their_output_schema_in_strict_mode(gateway, openai_mock):
+    r = await chat(
+        gateway,
+        model="tensorzero::model_name::gpt",
+        messages=[USER],
+        response_format={"type": "json_schema", "json_schema": {"name": "answer", "schema": ANSWER_SCHEMA}},
+    )
+    assert r.status_code == 200, r.text
+    assert openai_mock.last()["body"]["response_format"] == {
+        "type": "json_schema",
+        "json_schema": {"name": "response", "strict": True, "schema": ANSWER_SCHEMA},
+    }

@@ -109,7 +109,7 @@ def unknown_fields(request: OpenAIChatRequest) -> list[str]:
     return sorted(k for k in extra if k not in _EXTRAS and k not in _OWN)
 
 
-def to_native(request: OpenAIChatRequest, *, json_function: bool) -> dict[str, Any]:
+def to_native(request: OpenAIChatRequest) -> dict[str, Any]:
     """The native /inference body for this request (validated afterwards like any other)."""
     extra = request.model_extra or {}
     unknown = unknown_fields(request)
@@ -137,7 +137,7 @@ def to_native(request: OpenAIChatRequest, *, json_function: bool) -> dict[str, A
     json_mode, schema = _response_format(request.response_format)
     if json_mode is not None:
         params["json_mode"] = json_mode
-    if schema is not None and json_function:
+    if schema is not None:
         body["output_schema"] = schema
     params.update((extra.get("tensorzero::params") or {}).get("chat_completion", {}))
     if params:
@@ -149,6 +149,13 @@ def to_native(request: OpenAIChatRequest, *, json_function: bool) -> dict[str, A
     if request.parallel_tool_calls is not None:
         body["parallel_tool_calls"] = request.parallel_tool_calls
     return body
+
+
+def custom_tools(request: OpenAIChatRequest) -> frozenset[str]:
+    """Names of the request's `custom` tools, whose calls are answered in their own shape."""
+    return frozenset(
+        (tool.get("custom") or {}).get("name") for tool in request.tools or [] if tool.get("type") == "custom"
+    )
 
 
 def _params(request: OpenAIChatRequest) -> dict[str, Any]:
@@ -184,8 +191,17 @@ def _response_format(value: dict | None) -> tuple[str | None, dict | None]:
 
 
 def _tool(tool: dict) -> dict:
+    if tool.get("type") == "custom" and isinstance(tool.get("custom"), dict):
+        custom = tool["custom"]
+        native = {"type": "openai_custom", "name": custom.get("name"), "description": custom.get("description", "")}
+        if custom.get("format") is not None:
+            native["format"] = custom["format"]
+        return native
     if tool.get("type") != "function" or not isinstance(tool.get("function"), dict):
-        raise InvalidRequest("Invalid request to OpenAI-compatible endpoint: only `function` tools are supported")
+        raise InvalidRequest(
+            "Invalid request to OpenAI-compatible endpoint: tools must be "
+            '`{"type": "function", "function": {...}}` or `{"type": "custom", "custom": {...}}`'
+        )
     function = tool["function"]
     return {
         "name": function.get("name"),
@@ -198,11 +214,11 @@ def _tool(tool: dict) -> dict:
 def _tool_choice(choice: str | dict, body: dict) -> None:
     if isinstance(choice, str):
         body["tool_choice"] = choice
-    elif choice.get("type") == "function":
-        body["tool_choice"] = {"specific": (choice.get("function") or {}).get("name")}
+    elif choice.get("type") in ("function", "custom"):
+        body["tool_choice"] = {"specific": (choice.get(choice["type"]) or {}).get("name")}
     elif choice.get("type") == "allowed_tools":
         allowed = choice.get("allowed_tools") or {}
-        body["allowed_tools"] = [(t.get("function") or {}).get("name") for t in allowed.get("tools", [])]
+        body["allowed_tools"] = [(t.get(t.get("type")) or {}).get("name") for t in allowed.get("tools", [])]
         body["tool_choice"] = allowed.get("mode", "auto")
     else:
         raise InvalidRequest(f"Invalid request to OpenAI-compatible endpoint: unknown tool_choice {choice}")
@@ -235,16 +251,12 @@ def messages_to_input(messages: list[dict[str, Any]]) -> dict[str, Any]:
         elif role in ("user", "assistant"):
             blocks = [_block(part, role, f"{where}.content[{i}]") for i, part in enumerate(_parts(content, where))]
             for call in message.get("tool_calls") or []:
-                function = call.get("function") or {}
-                tool_names[call.get("id", "")] = function.get("name", "")
-                blocks.append(
-                    {
-                        "type": "tool_call",
-                        "id": call.get("id", ""),
-                        "name": function.get("name", ""),
-                        "arguments": function.get("arguments", ""),
-                    }
-                )
+                custom = call.get("type") == "custom"
+                function = (call.get("custom") if custom else call.get("function")) or {}
+                name = function.get("name", "")
+                tool_names[call.get("id", "")] = name
+                arguments = function.get("input" if custom else "arguments", "")
+                blocks.append({"type": "tool_call", "id": call.get("id", ""), "name": name, "arguments": arguments})
             for extra in message.get("tensorzero_extra_content") or []:
                 block = {k: v for k, v in extra.items() if k != "insert_index"}
                 blocks.insert(min(extra.get("insert_index", 0), len(blocks)), block)

@@ -33,7 +33,16 @@ def usage(native: dict | None) -> dict[str, Any] | None:
     }
 
 
-def completion(native: dict, function_name: str | None, model_name: str | None) -> dict[str, Any]:
+def tool_call(call_id: str, name: str, arguments: str, custom: bool) -> dict[str, Any]:
+    """A tool call as OpenAI writes it: a custom tool's free-form text is its `input`."""
+    if custom:
+        return {"id": call_id, "type": "custom", "custom": {"name": name, "input": arguments}}
+    return {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+
+
+def completion(
+    native: dict, function_name: str | None, model_name: str | None, custom_tools: frozenset[str] = frozenset()
+) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant", "content": None}
     if "output" in native:
         message["content"] = native["output"]["raw"]
@@ -44,13 +53,8 @@ def completion(native: dict, function_name: str | None, model_name: str | None) 
             if kind == "text":
                 texts.append(block["text"])
             elif kind == "tool_call":
-                calls.append(
-                    {
-                        "id": block["id"],
-                        "type": "function",
-                        "function": {"name": block["raw_name"], "arguments": block["raw_arguments"]},
-                    }
-                )
+                name = block["raw_name"]
+                calls.append(tool_call(block["id"], name, block["raw_arguments"], name in custom_tools))
             else:
                 extra.append({**block, "insert_index": len(texts) + len(calls) + len(extra)})
         message["content"] = "".join(texts) if texts else None
@@ -85,7 +89,15 @@ def completion(native: dict, function_name: str | None, model_name: str | None) 
 class ChunkTranslator:
     """Turns native stream events into OpenAI chunk objects, one at a time."""
 
-    def __init__(self, function_name: str | None, model_name: str | None, include_usage: bool):
+    def __init__(
+        self,
+        function_name: str | None,
+        model_name: str | None,
+        include_usage: bool,
+        custom_tools: frozenset[str] = frozenset(),
+    ):
+        self.custom_tools = custom_tools
+        self._custom_calls: set[str] = set()
         self.function_name = function_name
         self.model_name = model_name
         self.include_usage = include_usage
@@ -109,14 +121,12 @@ class ChunkTranslator:
                 delta["content"] = delta.get("content", "") + piece["text"]
             elif kind == "tool_call":
                 index = self._tool_index.setdefault(piece["id"], len(self._tool_index))
-                delta.setdefault("tool_calls", []).append(
-                    {
-                        "index": index,
-                        "id": piece["id"],
-                        "type": "function",
-                        "function": {"name": piece["raw_name"], "arguments": piece["raw_arguments"]},
-                    }
+                if piece["raw_name"] in self.custom_tools:
+                    self._custom_calls.add(piece["id"])
+                call = tool_call(
+                    piece["id"], piece["raw_name"], piece["raw_arguments"], piece["id"] in self._custom_calls
                 )
+                delta.setdefault("tool_calls", []).append({"index": index, **call})
             else:
                 delta.setdefault("tensorzero_extra_content", []).append(piece)
         final = "usage" in event

@@ -12,6 +12,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import orjson
+from pydantic import TypeAdapter
 
 from tensorzero_ray.config import Config
 from tensorzero_ray.config.functions import DEFAULT_FUNCTION
@@ -22,7 +23,7 @@ from tensorzero_ray.datasets.store_access import read
 from tensorzero_ray.errors import InvalidRequest, TensorZeroError, UnknownVariant
 from tensorzero_ray.inference.model import RequestExtras
 from tensorzero_ray.inference.tools import ToolCatalog
-from tensorzero_ray.types import ChatCompletionParams, FunctionTool, Input, Text, ToolCall, ToolResult
+from tensorzero_ray.types import ChatCompletionParams, DynamicTool, Input, Text, ToolCall, ToolResult
 from tensorzero_ray.types.curation import CuratedSet, CurationCounts, CurationRequest
 from tensorzero_ray.types.datasets import ListDatapointsRequest
 from tensorzero_ray.types.stored import GetInferencesRequest, ListInferencesRequest, StoredInference
@@ -102,7 +103,7 @@ class _Renderer:
             return None
         used = SimpleNamespace(
             allowed_tools=sample.allowed_tools,
-            additional_tools=[FunctionTool(**t) for t in sample.additional_tools or []],
+            additional_tools=[TypeAdapter(DynamicTool).validate_python(t) for t in sample.additional_tools or []],
             tool_choice=None,
             parallel_tool_calls=sample.parallel_tool_calls,
         )

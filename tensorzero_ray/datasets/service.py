@@ -43,6 +43,7 @@ from tensorzero_ray.types.datasets import (
     ListDatapointsRequest,
     UpdateMetadataRequest,
 )
+from tensorzero_ray.types.inference import stored_tool
 from tensorzero_ray.types.stored import GetInferencesRequest, ListInferencesRequest, StoredInference
 from tensorzero_ray.validation import describe_errors
 
@@ -214,7 +215,7 @@ class DatasetService:
             output = _json(chat_output_blocks(dp.output, settings, f"{where}.output"))
         return ChatInferenceDatapointRow(
             output=output,
-            dynamic_tools=[_json(t.model_dump(exclude={"type"})) for t in dp.additional_tools or []],
+            dynamic_tools=[_json(stored_tool(t)) for t in dp.additional_tools or []],
             dynamic_provider_tools=[_json(t) for t in dp.provider_tools or []],
             allowed_tools=_json(dp.allowed_tools) if dp.allowed_tools is not None else None,
             tool_choice=_json(dp.tool_choice if isinstance(dp.tool_choice, str) else dp.tool_choice.model_dump())

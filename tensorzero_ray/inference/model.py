@@ -20,13 +20,20 @@ from tensorzero_ray.config.models import (
     local_deployment_name,
     shorthand_model,
 )
-from tensorzero_ray.errors import AllModelProvidersFailed, ProviderError, StreamError, TensorZeroError, Timeout
+from tensorzero_ray.errors import (
+    AllModelProvidersFailed,
+    ProviderError,
+    StreamError,
+    TensorZeroError,
+    Timeout,
+    UnservableInput,
+)
 from tensorzero_ray.ids import uuid7
 from tensorzero_ray.providers import CallContext, Provider, build_provider
 from tensorzero_ray.providers.base import lookup_pointer
 from tensorzero_ray.types import ExtraBodyEntry, ExtraHeaderEntry, Usage
 from tensorzero_ray.types.content import Thought
-from tensorzero_ray.types.model import ModelInferenceRequest, ModelInferenceResult, ProviderChunk
+from tensorzero_ray.types.model import ModelInferenceRequest, ModelInferenceResult, ProviderChunk, has_custom_tools
 
 logger = logging.getLogger(__name__)
 
@@ -118,7 +125,7 @@ class Model:
             started = time.monotonic()
             try:
                 async with asyncio.timeout(_seconds(provider.config.timeouts.non_streaming.total_ms)):
-                    response = await provider.infer(for_provider(request, provider.provider_type), ctx)
+                    response = await provider.infer(for_provider(request, provider), ctx)
             except TimeoutError:
                 errors[provider_name] = ProviderError(
                     f"Model provider {provider_name} timed out", provider_type=provider.provider_type, status_code=408
@@ -163,7 +170,12 @@ class Model:
         for provider_name, provider in self.providers:
             ctx = extras.context(variant, self.name, provider_name)
             started = time.monotonic()
-            iterator = provider.stream(for_provider(request, provider.provider_type), ctx).__aiter__()
+            try:
+                sent = for_provider(request, provider)
+            except TensorZeroError as exc:
+                errors[provider_name] = exc
+                continue
+            iterator = provider.stream(sent, ctx).__aiter__()
             try:
                 async with asyncio.timeout(_seconds(provider.config.timeouts.streaming.ttft_ms)):
                     first = await iterator.__anext__()
@@ -303,9 +315,12 @@ def _json_or_none(text: str) -> Any:
         return None
 
 
-def for_provider(request: ModelInferenceRequest, provider_type: str) -> ModelInferenceRequest:
+def for_provider(request: ModelInferenceRequest, provider: Provider) -> ModelInferenceRequest:
     """The request without thoughts another provider made: their signatures and encrypted
     reasoning mean nothing here and providers refuse them (spec §2)."""
+    provider_type = provider.provider_type
+    if has_custom_tools(request) and not provider.supports_custom_tools:
+        raise UnservableInput(f"Provider type `{provider_type}` does not support OpenAI custom tools")
     foreign = [
         block
         for message in request.messages

@@ -39,11 +39,12 @@ class ToolCatalog:
             keys = list(request.allowed_tools)
         tools = [self.definitions[k] for k in keys]
         for tool in request.additional_tools or []:
-            try:
-                Draft202012Validator.check_schema(tool.parameters)
-            except SchemaError as exc:
-                raise InvalidRequest(f"Tool `{tool.name}` has invalid parameters: {exc.message}") from None
-            tools.append(ToolDefinition(**tool.model_dump(exclude={"type"})))
+            if tool.type == "function":
+                try:
+                    Draft202012Validator.check_schema(tool.parameters)
+                except SchemaError as exc:
+                    raise InvalidRequest(f"Tool `{tool.name}` has invalid parameters: {exc.message}") from None
+            tools.append(ToolDefinition(**tool.model_dump()))
         if not tools:
             return None
         names = [t.name for t in tools]
@@ -64,10 +65,17 @@ class ToolCallValidator:
 
     def __init__(self, settings: ToolSettings | None):
         self._validators: dict[str, SchemaValidator] = {}
+        self.custom: set[str] = set()
         for tool in settings.tools if settings else []:
-            self._validators[tool.name] = SchemaValidator(tool.parameters)
+            if tool.type == "openai_custom":
+                self.custom.add(tool.name)
+            else:
+                self._validators[tool.name] = SchemaValidator(tool.parameters)
 
     def validate(self, call: ToolCallOutput) -> ToolCallOutput:
+        if call.raw_name in self.custom:
+            # Free-form input: the raw text is the whole answer, there are no JSON arguments.
+            return call.model_copy(update={"name": call.raw_name, "arguments": None})
         validator = self._validators.get(call.raw_name)
         name = call.raw_name if validator is not None else None
         arguments: dict[str, Any] | None = None
@@ -98,7 +106,7 @@ def check_tool_history(value: Input, settings: ToolSettings | None) -> None:
                 )
                 if checked.name is None:
                     raise InvalidRequest(f"{where}: tool call names unknown tool `{block.name}`")
-                if checked.arguments is None:
+                if checked.arguments is None and checked.name not in validator.custom:
                     raise InvalidRequest(f"{where}: arguments of tool call `{block.name}` do not match its parameters")
             elif isinstance(block, ToolResult) and block.id not in called:
                 raise InvalidRequest(f"{where}: tool result `{block.id}` answers no earlier tool call")

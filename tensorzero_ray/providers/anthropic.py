@@ -149,7 +149,7 @@ class AnthropicProvider(Provider):
             body["messages"].append({"role": "assistant", "content": [{"type": "text", "text": JSON_PREFILL}]})
         elif request.json_mode == "strict" and request.output_schema:
             body.setdefault("output_config", {})["format"] = {"type": "json_schema", "schema": request.output_schema}
-        elif request.json_mode == "tool" and request.function_type == "json":
+        elif request.json_tool:
             body["tools"] = [
                 {
                     "name": "respond",
@@ -215,7 +215,7 @@ class AnthropicProvider(Provider):
         finish = _FINISH.get(data.get("stop_reason"), FinishReason.UNKNOWN) if data.get("stop_reason") else None
         if self.prefills_json(request):
             content = _prepend_brace(content)
-        elif request.json_mode == "tool" and request.function_type == "json":
+        elif request.json_tool:
             content = [Text(text=b.raw_arguments) for b in content if isinstance(b, ToolCallOutput)][:1] or content
             finish = FinishReason.STOP
         return ProviderResponse(
@@ -230,7 +230,7 @@ class AnthropicProvider(Provider):
     async def stream(self, request: ModelInferenceRequest, ctx: CallContext) -> AsyncIterator[ProviderChunk]:
         body = self.build_body(request.model_copy(update={"stream": True}), ctx)
         headers = self.patch_headers(self.headers(ctx), request, ctx)
-        json_tool = request.json_mode == "tool" and request.function_type == "json"
+        json_tool = request.json_tool
         needs_brace = self.prefills_json(request)
         blocks: dict[int, dict] = {}
         input_tokens: int | None = None

@@ -31,6 +31,8 @@ class Provider(abc.ABC):
     """Translates a `ModelInferenceRequest` into one provider's wire format and back."""
 
     provider_type: str = ""
+    # OpenAI's free-form `custom` tools exist only in OpenAI's API.
+    supports_custom_tools = False
 
     def __init__(self, name: str, config: Any, *, timeout_s: float = 900.0):
         self.name = name

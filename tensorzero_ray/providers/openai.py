@@ -22,7 +22,7 @@ from tensorzero_ray.types import (
     Unknown,
     Usage,
 )
-from tensorzero_ray.types.model import ModelInferenceRequest, ProviderChunk, ProviderResponse
+from tensorzero_ray.types.model import ModelInferenceRequest, ProviderChunk, ProviderResponse, ToolDefinition
 
 _FINISH = {
     "stop": FinishReason.STOP,
@@ -54,6 +54,7 @@ def openai_usage(usage: dict | None) -> Usage | None:
 
 class OpenAIProvider(Provider):
     provider_type = "openai"
+    supports_custom_tools = True
     default_api_base = "https://api.openai.com/v1/"
     default_key_location = "env::OPENAI_API_KEY"
 
@@ -97,6 +98,8 @@ class OpenAIProvider(Provider):
         out: list[dict[str, Any]] = []
         if request.system is not None:
             out.append({"role": "system", "content": request.system})
+        settings = request.tool_settings
+        custom = {t.name for t in settings.tools if t.type == "openai_custom"} if settings else set()
         for message in request.messages:
             parts: list[dict[str, Any]] = []
             tool_calls: list[dict[str, Any]] = []
@@ -107,13 +110,11 @@ class OpenAIProvider(Provider):
                 elif isinstance(block, ToolResult):
                     out.append({"role": "tool", "tool_call_id": block.id, "content": block.result})
                 elif isinstance(block, ToolCall):
-                    tool_calls.append(
-                        {
-                            "id": block.id,
-                            "type": "function",
-                            "function": {"name": block.name, "arguments": block.arguments},
-                        }
-                    )
+                    if block.name in custom:
+                        call = {"type": "custom", "custom": {"name": block.name, "input": block.arguments}}
+                    else:
+                        call = {"type": "function", "function": {"name": block.name, "arguments": block.arguments}}
+                    tool_calls.append({"id": block.id, **call})
                 elif isinstance(block, Thought):
                     if block.text and block.provider_type in (None, self.provider_type):
                         thoughts.append(block.text)
@@ -146,7 +147,7 @@ class OpenAIProvider(Provider):
                 "type": "json_schema",
                 "json_schema": {"name": "response", "strict": True, "schema": request.output_schema},
             }
-        elif mode == "tool" and request.function_type == "json":
+        elif request.json_tool:
             body["tools"] = [
                 {
                     "type": "function",
@@ -166,30 +167,20 @@ class OpenAIProvider(Provider):
         settings = request.tool_settings
         if settings is None or not settings.tools or "tools" in body:
             return
-        body["tools"] = [
-            {
-                "type": "function",
-                "function": {
-                    "name": t.name,
-                    "description": t.description,
-                    "parameters": t.parameters,
-                    **({"strict": True} if t.strict else {}),
-                },
-            }
-            for t in settings.tools
-        ]
+        body["tools"] = [_tool(t) for t in settings.tools]
+        kinds = {t.name: t.type for t in settings.tools}
         choice = settings.tool_choice
         if isinstance(choice, str):
             body["tool_choice"] = choice
         else:
-            body["tool_choice"] = {"type": "function", "function": {"name": choice.specific}}
+            body["tool_choice"] = _named_tool(choice.specific, kinds)
         if settings.allowed_tool_names is not None and choice != "none":
             mode = "required" if choice == "required" else "auto"
             body["tool_choice"] = {
                 "type": "allowed_tools",
                 "allowed_tools": {
                     "mode": mode,
-                    "tools": [{"type": "function", "function": {"name": n}} for n in settings.allowed_tool_names],
+                    "tools": [_named_tool(n, kinds) for n in settings.allowed_tool_names],
                 },
             }
         if settings.parallel_tool_calls is not None:
@@ -235,15 +226,9 @@ class OpenAIProvider(Provider):
         if message.get("content"):
             content.append(Text(text=message["content"]))
         for call in message.get("tool_calls") or []:
-            function = call.get("function") or {}
-            content.append(
-                ToolCallOutput(
-                    id=call.get("id", ""),
-                    raw_name=function.get("name", ""),
-                    raw_arguments=function.get("arguments", ""),
-                )
-            )
-        json_tool = request.json_mode == "tool" and request.function_type == "json"
+            name, arguments = _called(call)
+            content.append(ToolCallOutput(id=call.get("id", ""), raw_name=name, raw_arguments=arguments))
+        json_tool = request.json_tool
         if json_tool:
             content = _tool_call_as_text(content)
         return ProviderResponse(
@@ -258,7 +243,7 @@ class OpenAIProvider(Provider):
     async def stream(self, request: ModelInferenceRequest, ctx: CallContext) -> AsyncIterator[ProviderChunk]:
         body = self.build_body(request.model_copy(update={"stream": True}), ctx)
         headers = self.patch_headers(self.headers(ctx), request, ctx)
-        json_tool = request.json_mode == "tool" and request.function_type == "json"
+        json_tool = request.json_tool
         tool_ids: dict[int, str] = {}
         async for payload in self.sse_events(self.url(ctx), body, headers, ctx):
             if payload.strip() == "[DONE]":
@@ -289,21 +274,44 @@ class OpenAIProvider(Provider):
                     index = call.get("index", 0)
                     if call.get("id"):
                         tool_ids[index] = call["id"]
-                    function = call.get("function") or {}
+                    name, arguments = _called(call)
                     if json_tool:
-                        if function.get("arguments"):
-                            chunk.content.append(TextChunk(id="0", text=function["arguments"]))
+                        if arguments:
+                            chunk.content.append(TextChunk(id="0", text=arguments))
                         continue
                     chunk.content.append(
-                        ToolCallChunk(
-                            id=tool_ids.get(index, str(index)),
-                            raw_name=function.get("name") or "",
-                            raw_arguments=function.get("arguments") or "",
-                        )
+                        ToolCallChunk(id=tool_ids.get(index, str(index)), raw_name=name, raw_arguments=arguments)
                     )
                 if choice.get("finish_reason"):
                     chunk.finish_reason = FinishReason.STOP if json_tool else finish_reason(choice["finish_reason"])
             yield chunk
+
+
+def _tool(tool: ToolDefinition) -> dict[str, Any]:
+    if tool.type == "openai_custom":
+        custom: dict[str, Any] = {"name": tool.name, "description": tool.description}
+        if tool.format is not None:
+            custom["format"] = tool.format
+        return {"type": "custom", "custom": custom}
+    function = {"name": tool.name, "description": tool.description, "parameters": tool.parameters}
+    if tool.strict:
+        function["strict"] = True
+    return {"type": "function", "function": function}
+
+
+def _named_tool(name: str, kinds: dict[str, str]) -> dict[str, Any]:
+    if kinds.get(name) == "openai_custom":
+        return {"type": "custom", "custom": {"name": name}}
+    return {"type": "function", "function": {"name": name}}
+
+
+def _called(call: dict[str, Any]) -> tuple[str, str]:
+    """(name, raw arguments) of a tool call or its delta; a custom tool's input is its arguments."""
+    if call.get("type") == "custom" or "custom" in call:
+        custom = call.get("custom") or {}
+        return custom.get("name") or "", custom.get("input") or ""
+    function = call.get("function") or {}
+    return function.get("name") or "", function.get("arguments") or ""
 
 
 def _tool_call_as_text(content: list) -> list:

@@ -93,6 +93,7 @@ class AzureProvider(OpenAIProvider):
     """Azure OpenAI: the deployment is in the URL and the key goes in `api-key`."""
 
     provider_type = "azure"
+    supports_custom_tools = True
     default_key_location = "env::AZURE_API_KEY"
     api_version = "2024-10-21"
 

@@ -191,8 +191,6 @@ class FunctionRouter:
         if request.include_aggregated_response and not request.stream:
             raise InvalidRequest("`include_aggregated_response` requires `stream: true`")
         is_json = isinstance(self.function, JsonFunctionConfig)
-        if request.output_schema is not None and not is_json:
-            raise InvalidRequest("`output_schema` is only allowed for JSON functions")
         if is_json and (request.allowed_tools or request.additional_tools):
             raise InvalidRequest("Tools are not allowed for JSON functions")
         self.input_validator.validate(request.input)
@@ -204,6 +202,10 @@ class FunctionRouter:
             )
             if request.output_schema is not None:
                 output_validator = _dynamic_validator(request.output_schema)
+        elif request.output_schema is not None:
+            # A chat function's answer stays text; the schema shapes it through `json_mode`.
+            _dynamic_validator(request.output_schema)
+            output_schema = request.output_schema
         tool_settings = (
             None
             if is_json

@@ -14,6 +14,7 @@ from fastapi.responses import Response
 
 from tensorzero_ray.compat.openai_request import (
     check_content_type,
+    custom_tools,
     parse_openai_request,
     target,
     to_native,
@@ -21,7 +22,6 @@ from tensorzero_ray.compat.openai_request import (
 )
 from tensorzero_ray.compat.openai_response import ChunkTranslator, completion
 from tensorzero_ray.config import Config
-from tensorzero_ray.config.functions import JsonFunctionConfig
 from tensorzero_ray.errors import InvalidRequest, UnknownFunction, UnknownModel
 from tensorzero_ray.inference.embeddings import EmbeddingRegistry
 from tensorzero_ray.serve.http_io import (
@@ -54,8 +54,7 @@ def add_openai_routes(app: FastAPI, config: Config, routers: Routers) -> None:
             if ignored:
                 logger.warning("ignoring unknown fields in OpenAI-compatible request: %s", ignored)
             function, model = target(request.model)
-            is_json = function is not None and isinstance(config.functions.get(function), JsonFunctionConfig)
-            function_name, native = parse_inference_request(to_native(request, json_function=is_json))
+            function_name, native = parse_inference_request(to_native(request))
             if not routers.knows(function_name):
                 raise UnknownFunction(function_name)
         except Exception as exc:  # noqa: BLE001 - every failure gets OpenAI's error shape
@@ -65,14 +64,14 @@ def add_openai_routes(app: FastAPI, config: Config, routers: Routers) -> None:
                 response = await routers.infer(function_name, native)
             except Exception as exc:  # noqa: BLE001
                 return errors.openai(exc)
-            return json_response(completion(response.model_dump(mode="json"), function, model))
+            return json_response(completion(response.model_dump(mode="json"), function, model, custom_tools(request)))
         events = routers.stream(function_name, native).__aiter__()
         try:
             first = await events.__anext__()
         except Exception as exc:  # noqa: BLE001
             return errors.openai(exc)
         include_usage = bool(request.stream_options and request.stream_options.include_usage)
-        translator = ChunkTranslator(function, model, include_usage)
+        translator = ChunkTranslator(function, model, include_usage, custom_tools(request))
         return sse_response(_translate(first, events, translator))
 
     @app.post("/openai/v1/embeddings")

@@ -17,6 +17,7 @@ from tensorzero_ray.store.rows import (
     Row,
 )
 from tensorzero_ray.types import InferenceRequest, Input, JsonOutput
+from tensorzero_ray.types.inference import stored_tool
 from tensorzero_ray.types.model import ModelInferenceResult, ToolSettings
 
 
@@ -79,7 +80,7 @@ def inference_rows(
     else:
         head = ChatInferenceRow(
             output=_json([b.model_dump(mode="json", exclude_none=True) for b in output]),
-            dynamic_tools=[_json(t.model_dump(exclude={"type"})) for t in request.additional_tools or []],
+            dynamic_tools=[_json(stored_tool(t)) for t in request.additional_tools or []],
             allowed_tools=_json(request.allowed_tools) if request.allowed_tools is not None else None,
             tool_choice=_json(
                 tool_settings.tool_choice

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from tensorzero_ray.types.inference import FunctionTool, Input, NullMeansDefault, Strict, ToolChoice
+from tensorzero_ray.types.inference import DynamicTool, Input, NullMeansDefault, Strict, ToolChoice
 from tensorzero_ray.types.stored import (
     InferenceFilter,
     ListInferencesRequest,
@@ -30,7 +30,7 @@ class CreateDatapoint(NullMeansDefault):
     tags: dict[str, str] = Field(default_factory=dict)
     name: str | None = None
     allowed_tools: list[str] | None = None
-    additional_tools: list[FunctionTool] | None = None
+    additional_tools: list[DynamicTool] | None = None
     tool_choice: ToolChoice | None = None
     parallel_tool_calls: bool | None = None
     provider_tools: list[Any] | None = None

@@ -99,6 +99,24 @@ class FunctionTool(Strict):
     strict: bool = False
 
 
+class OpenAICustomTool(Strict):
+    """OpenAI's free-form tool: the model answers with raw text (optionally held to a grammar)
+    instead of JSON arguments. OpenAI providers only."""
+
+    type: Literal["openai_custom"]
+    name: str
+    description: str = ""
+    format: dict[str, Any] | None = None
+
+
+DynamicTool = Union[FunctionTool, OpenAICustomTool]
+
+
+def stored_tool(tool: DynamicTool) -> dict[str, Any]:
+    """A dynamic tool as stored: function tools untagged (as TensorZero stores them)."""
+    return tool.model_dump(exclude={"type"}) if tool.type == "function" else tool.model_dump()
+
+
 class SpecificToolChoice(Strict):
     specific: str
 
@@ -144,7 +162,7 @@ class InferenceRequest(NullMeansDefault):
     dryrun: bool = False
     internal: bool = False
     allowed_tools: list[str] | None = None
-    additional_tools: list[FunctionTool] | None = None
+    additional_tools: list[DynamicTool] | None = None
     tool_choice: ToolChoice | None = None
     parallel_tool_calls: bool | None = None
     provider_tools: list[dict[str, Any]] = Field(default_factory=list)

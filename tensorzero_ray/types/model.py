@@ -37,10 +37,17 @@ class RequestMessage(BaseModel):
 
 
 class ToolDefinition(BaseModel):
+    type: Literal["function", "openai_custom"] = "function"
     name: str
     description: str = ""
-    parameters: dict[str, Any]
+    parameters: dict[str, Any] = Field(default_factory=dict)
     strict: bool = False
+    format: dict[str, Any] | None = None
+
+
+def has_custom_tools(request: "ModelInferenceRequest") -> bool:
+    settings = request.tool_settings
+    return settings is not None and any(t.type == "openai_custom" for t in settings.tools)
 
 
 class ToolSettings(BaseModel):
@@ -62,6 +69,12 @@ class ModelInferenceRequest(SamplingParams):
     stream: bool = False
     extra_body: list[ExtraBodyEntry] = Field(default_factory=list)
     extra_headers: list[ExtraHeaderEntry] = Field(default_factory=list)
+
+    @property
+    def json_tool(self) -> bool:
+        """Whether the model answers through the forced `respond` tool: JSON functions, and chat
+        functions given an output schema, with `json_mode = "tool"`."""
+        return self.json_mode == "tool" and (self.function_type == "json" or self.output_schema is not None)
 
 
 class ProviderResponse(BaseModel):

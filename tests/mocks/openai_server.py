@@ -18,6 +18,14 @@ STREAM_PIECES = ["Hello", " from", " the", " mock"]
 TOOL_CALL = {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city":"Tokyo"}'}}
 
 
+SQL = "SELECT 1"
+
+
+def _custom_tool(body: dict) -> str | None:
+    """The first free-form (custom) tool offered, which `*tool*` models then call."""
+    return next((t["custom"]["name"] for t in body.get("tools") or [] if t.get("type") == "custom"), None)
+
+
 class OpenAIMock:
     def __init__(self, api_key: str = "sk-test"):
         self.api_key = api_key
@@ -191,7 +199,9 @@ class OpenAIMock:
         message: dict[str, Any] = {"role": "assistant", "content": TEXT}
         finish = "stop"
         if "tool" in model:
-            message = {"role": "assistant", "content": None, "tool_calls": [TOOL_CALL]}
+            custom = _custom_tool(body)
+            call = {"id": "call_c", "type": "custom", "custom": {"name": custom, "input": SQL}} if custom else TOOL_CALL
+            message = {"role": "assistant", "content": None, "tool_calls": [call]}
             finish = "tool_calls"
         elif "json" in model:
             message["content"] = '{"answer":"42"}'
@@ -226,7 +236,13 @@ class OpenAIMock:
 
         if "slow" in model:
             await asyncio.sleep(2)
-        if "tool" in model:
+        if "tool" in model and _custom_tool(body):
+            first = {"index": 0, "id": "call_c", "type": "custom", "custom": {"name": _custom_tool(body), "input": ""}}
+            yield event({"role": "assistant", "tool_calls": [first]})
+            for piece in ["SELECT", " 1"]:
+                yield event({"tool_calls": [{"index": 0, "type": "custom", "custom": {"input": piece}}]})
+            yield event({}, "tool_calls")
+        elif "tool" in model:
             yield event(
                 {
                     "role": "assistant",
