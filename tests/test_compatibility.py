@@ -7,6 +7,7 @@ import textwrap
 from pathlib import Path
 
 import httpx
+import orjson
 import pytest
 
 from tensorzero_ray.config import load_config
@@ -279,3 +280,88 @@ async def test_openai_endpoint_errors_use_tensorzeros_words(gateway_for):
         "Invalid request to OpenAI-compatible endpoint: `model` field must start with "
         "`tensorzero::function_name::` or `tensorzero::model_name::`. For example,"
     )
+
+
+PDF = "JVBERi0xLjQKJcfsj6IKMSAwIG9iago8PD4+CmVuZG9iagp0cmFpbGVyCjw8Pj4KJSVFT0YK"
+PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+
+
+def file_input(*files: tuple[str, str]) -> dict:
+    blocks = [{"type": "text", "text": "Read these"}]
+    blocks += [{"type": "file", "data": data, "mime_type": mime} for data, mime in files]
+    return {"messages": [{"role": "user", "content": blocks}]}
+
+
+async def test_dummy_extract_images_and_require_pdf(gateway_for):
+    gateway = gateway_for({"tensorzero.toml": MODEL})
+    images = await gateway.client.post(
+        "/inference", json={"model_name": "dummy::extract_images", "input": file_input((PNG, "image/png"))}
+    )
+    assert [(f["mime_type"], f["data"]) for f in orjson.loads(text_of(images))] == [("image/png", PNG)]
+    with_pdf = await gateway.client.post(
+        "/inference",
+        json={"model_name": "dummy::require_pdf", "input": file_input((PNG, "image/png"), (PDF, "application/pdf"))},
+    )
+    assert [f["mime_type"] for f in orjson.loads(text_of(with_pdf))] == ["image/png", "application/pdf"]
+    without = await gateway.client.post(
+        "/inference", json={"model_name": "dummy::require_pdf", "input": file_input((PNG, "image/png"))}
+    )
+    assert without.status_code >= 400 and "PDF must be provided for require_pdf model" in without.json()["error"]
+
+
+async def test_dummy_echo_extra_info_separates_config_from_request(gateway_for):
+    gateway = gateway_for(
+        {
+            "tensorzero.toml": """
+            [models.echo]
+            routing = ["d"]
+            [models.echo.providers.d]
+            type = "dummy"
+            model_name = "echo_extra_info"
+            extra_body = [{ pointer = "/from_provider", value = 1 }]
+
+            [functions.f]
+            type = "chat"
+            [functions.f.variants.v]
+            type = "chat_completion"
+            model = "echo"
+            extra_headers = [{ name = "x-from-variant", value = "v" }]
+            """
+        }
+    )
+    r = await gateway.client.post(
+        "/inference",
+        json={
+            "function_name": "f",
+            "input": {"messages": [{"role": "user", "content": "Hi"}]},
+            "extra_body": [{"pointer": "/from_request", "value": 2}],
+            "extra_headers": [{"variant_name": "v", "name": "x-from-request", "value": "r"}],
+        },
+    )
+    assert orjson.loads(text_of(r)) == {
+        "extra_body": {
+            "extra_body": [{"pointer": "/from_provider", "value": 1}],
+            "inference_extra_body": [{"pointer": "/from_request", "value": 2}],
+        },
+        "extra_headers": {
+            "extra_headers": [{"name": "x-from-variant", "value": "v"}],
+            "inference_extra_headers": [{"variant_name": "v", "name": "x-from-request", "value": "r"}],
+        },
+    }
+
+
+async def test_dummy_original_response_is_its_raw_text(gateway_for):
+    gateway = gateway_for({"tensorzero.toml": MODEL})
+    hello = {"messages": [{"role": "user", "content": "Hi"}]}
+    stream = await gateway.client.post(
+        "/inference",
+        json={"model_name": "dummy::good", "input": hello, "stream": True, "include_original_response": True},
+    )
+    events = [orjson.loads(e.removeprefix("data: ")) for e in stream.text.strip().split("\n\n")[:-1]]
+    texts = [e for e in events if e.get("content")]
+    assert [e["original_chunk"] for e in texts] == [e["content"][0]["text"] for e in texts]
+    assert "".join(e["original_chunk"] for e in texts).startswith("Wally, the golden retriever")
+    whole = await gateway.client.post(
+        "/inference", json={"model_name": "dummy::good", "input": hello, "include_original_response": True}
+    )
+    assert orjson.loads(whole.json()["original_response"])["usage"]["total_tokens"] == 20

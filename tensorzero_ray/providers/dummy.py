@@ -15,6 +15,7 @@ import orjson
 from tensorzero_ray.errors import ProviderError
 from tensorzero_ray.providers.base import CallContext, Provider
 from tensorzero_ray.types import (
+    File,
     FinishReason,
     Text,
     TextChunk,
@@ -125,6 +126,8 @@ class DummyProvider(Provider):
                 )
         if name == "llm_judge::error":
             raise self._fail("Dummy error in inference")
+        if name == "require_pdf" and not any(f.mime_type == "application/pdf" for f in _files(request)):
+            raise self._fail("PDF must be provided for require_pdf model")
         if name == "multiple-text-blocks":
             first = request.messages[0].content if request.messages else []
             if sum(isinstance(b, Text) for b in first) != 2:
@@ -182,13 +185,10 @@ class DummyProvider(Provider):
             messages = [m.model_dump(mode="json", exclude_none=True) for m in request.messages]
             return [Text(text=orjson.dumps({"system": request.system, "messages": messages}).decode())]
         if name == "echo_extra_info":
-            info = {
-                "extra_body": [e.model_dump(exclude_none=True) for e in [*request.extra_body, *ctx.extra_body]],
-                "extra_headers": [
-                    e.model_dump(exclude_none=True) for e in [*request.extra_headers, *ctx.extra_headers]
-                ],
-            }
-            return [Text(text=orjson.dumps(info).decode())]
+            return [Text(text=orjson.dumps(self._extra_info(request, ctx)).decode())]
+        if name in ("extract_images", "require_pdf"):
+            files = [f.model_dump(mode="json", exclude_none=True) for f in _files(request)]
+            return [Text(text=orjson.dumps(files).decode())]
         if name == "echo_injected_data":
             body = self.patch_body({}, request, ctx)
             headers = self.patch_headers({}, request, ctx)
@@ -196,6 +196,26 @@ class DummyProvider(Provider):
                 Text(text=orjson.dumps({"injected_body": body, "injected_headers": sorted(headers.items())}).decode())
             ]
         return [Text(text=_TEXT_OUTPUTS.get(name, MEGUMIN))]
+
+    def _extra_info(self, request: ModelInferenceRequest, ctx: CallContext) -> dict[str, Any]:
+        """What reached the provider, split as TensorZero reports it: entries from the config
+        (variant, then provider) and entries from the request."""
+
+        def entries(items: list) -> list[dict]:
+            return [e.model_dump(exclude_none=True) for e in items]
+
+        configured_body = [*request.extra_body, *self.config.extra_body]
+        configured_headers = [*request.extra_headers, *self.config.extra_headers]
+        return {
+            "extra_body": {
+                "extra_body": entries(configured_body) or None,
+                "inference_extra_body": entries(ctx.extra_body),
+            },
+            "extra_headers": {
+                "extra_headers": entries(configured_headers) or None,
+                "inference_extra_headers": entries(ctx.extra_headers),
+            },
+        }
 
     async def stream(self, request: ModelInferenceRequest, ctx: CallContext) -> AsyncIterator[ProviderChunk]:
         name = self._check(request, ctx)
@@ -211,7 +231,7 @@ class DummyProvider(Provider):
             if name.startswith("fatal_stream_error") and index == 2:
                 yield ProviderChunk(error="Dummy fatal error in stream", fatal=True, raw_chunk=_raw_error(name))
                 return
-            yield ProviderChunk(content=[chunk], raw_chunk=orjson.dumps(chunk.model_dump()).decode())
+            yield ProviderChunk(content=[chunk], raw_chunk=_raw_text(chunk))
         input_tokens, output_tokens = _USAGE.get(name, (10, None))
         finish = FinishReason.TOOL_CALL if "tool" in name else FinishReason.STOP
         final_raw = orjson.dumps(
@@ -240,6 +260,17 @@ class DummyProvider(Provider):
         if name in ("reasoner", "json_reasoner"):
             chunks = [ThoughtChunk(id="0", text="hmmm"), ThoughtChunk(id="0", text="hmmm"), *chunks]
         return chunks
+
+
+def _raw_text(chunk: Any) -> str:
+    """The dummy's raw chunk is the piece of text it streams, as TensorZero's is."""
+    if isinstance(chunk, ToolCallChunk):
+        return chunk.raw_arguments
+    return chunk.text or ""
+
+
+def _files(request: ModelInferenceRequest) -> list[File]:
+    return [block for message in request.messages for block in message.content if isinstance(block, File)]
 
 
 def _last_user_text(request: ModelInferenceRequest) -> str:
