@@ -132,6 +132,10 @@ def _connect(args, token_auth: bool) -> bool:
             "yourself and `tzray up` joins it."
         )
     env = dict(os.environ)
+    # Jobs run their entrypoint through the head's shell: `ray job submit -- python jobs/x.py`
+    # then finds this interpreter (the stack's, with its packages) first, venv active or not.
+    bin_dir = str(Path(sys.executable).parent)
+    env["PATH"] = os.pathsep.join([bin_dir, *(p for p in env.get("PATH", "").split(os.pathsep) if p != bin_dir)])
     if args.ha_proxy:
         # Serve's HAProxy ingress: HTTP goes from HAProxy straight to the Gateway replica,
         # skipping the Python proxy actor (see bench/README.md for what it saves).
@@ -214,7 +218,8 @@ def up_command(args) -> int:
     print(f"  web UI: {url}/ui/")
     if started_ray and token_auth:
         print(
-            "  Ray runs with token authentication (~/.ray/auth_token): `export RAY_AUTH_MODE=token` for `ray job submit`"
+            "  Ray runs with token authentication (~/.ray/auth_token); jobs: "
+            "RAY_AUTH_MODE=token .venv/bin/ray job submit -- python jobs/<job>.py ..."
         )
     return 0
 

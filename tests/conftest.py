@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -248,17 +249,48 @@ def deploy_app(config: str, name: str, route_prefix: str) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
 
 
+DELETE = """
+import ray, sys
+from ray import serve
+
+ray.init(address="auto", logging_level="ERROR", log_to_driver=False)
+serve.delete(sys.argv[1])
+"""
+
+
+def delete_app(name: str) -> None:
+    """Frees what an application holds, so later tests find the cluster's CPUs as a user's
+    machine would have them (the session's stack only)."""
+    done = subprocess.run([sys.executable, "-c", DELETE, name], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+README_PORT = 8000
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 @pytest.fixture(scope="session")
 def tzray_up(tmp_path_factory) -> tuple[str, str]:
     """`tzray up` on the quickstart, as the README runs it: a real Ray cluster, the Serve HTTP
-    proxy, a Gateway and a FunctionRouter deployment per function. `tzray down` at the end.
-    (URL, what `tzray up` printed)."""
+    proxy on the README's port when it is free, a Gateway and a FunctionRouter deployment per
+    function. `tzray down` at the end.
+    (URL, what `tzray up` printed, the folder it ran in)."""
     workdir = tmp_path_factory.mktemp("stack")
-    port = free_port()
+    # Jobs run where `tzray up` ran (the README runs both at the repo root): `jobs/` is there.
+    (workdir / "jobs").symlink_to(ROOT / "jobs")
+    port = README_PORT if port_is_free(README_PORT) else free_port()
     quickstart = ROOT / "config" / "quickstart" / "tensorzero.toml"
     started = tzray("up", "--config", str(quickstart), "--port", str(port), cwd=workdir)
     assert started.returncode == 0, started.stderr[-3000:]
-    yield f"http://127.0.0.1:{port}", started.stdout + started.stderr
+    yield f"http://127.0.0.1:{port}", started.stdout + started.stderr, workdir
     stopped = tzray("down", cwd=workdir)
     assert stopped.returncode == 0, stopped.stderr[-3000:]
 

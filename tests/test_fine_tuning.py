@@ -19,7 +19,7 @@ import pytest
 
 from tensorzero_ray.local_models.tiny import build_tiny_model
 from tensorzero_ray.optimization import fine_tuning, openai_fine_tuning
-from tests.conftest import deploy_app
+from tests.conftest import delete_app, deploy_app
 
 ROOT = Path(__file__).resolve().parent.parent
 QUICKSTART = ROOT / "config" / "quickstart"
@@ -66,7 +66,7 @@ def submit(script: str, *args: str, timeout: float = 400) -> subprocess.Complete
     )
 
 
-def test_sft_job_trains_a_model_that_serves_as_a_new_variant(flywheel, tmp_path):
+def test_sft_job_trains_a_model_that_serves_as_a_new_variant(flywheel, tmp_path, request):
     output = tmp_path / "chat-sft"
     config_dir = tmp_path / "config"
     shutil.copytree(QUICKSTART, config_dir)
@@ -81,13 +81,22 @@ def test_sft_job_trains_a_model_that_serves_as_a_new_variant(flywheel, tmp_path)
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     assert "validation loss" in done.stdout and "Checkpoint successfully created" in done.stdout
+    log = done.stdout + done.stderr
+    # A log a person reads: each step's metrics and the result, no bytecode or library notices.
+    assert "'loss'" in log and "eval_loss" in log
+    assert "Disassembly of" not in log and "LOAD_FAST" not in log and "FutureWarning" not in log
+    assert len(log.splitlines()) < 300, log[-3000:]
     report = json.loads((output / fine_tuning.REPORT_FILE).read_text())
     assert report["validation_loss_after"] < report["validation_loss_before"]
     assert report["examples"]["examples"] >= 30 and report["steps"] == 30
     assert (output / "config.json").is_file() and (output / "tokenizer.json").is_file()
     assert not list(tmp_path.glob("chat-sft.partial-*"))
+    # The snippet names its files relative to the config it went into, not by this machine's paths.
+    written = (config_dir / "finetuned.toml").read_text()
+    assert 'model_name = "../chat-sft"' in written and str(tmp_path) not in written and str(ROOT) not in written
 
     deploy_app(str(config_dir / "*.toml"), "finetuned", "/finetuned")
+    request.addfinalizer(lambda: delete_app("finetuned"))
     body = {
         "function_name": "chat",
         "variant_name": "tuned",

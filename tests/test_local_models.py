@@ -22,7 +22,7 @@ from tensorzero_ray.local_models import GenerationRequest  # noqa: E402
 from tensorzero_ray.local_models.tiny import build_tiny_model  # noqa: E402
 from tensorzero_ray.local_models.tool_calls import ToolCallStream, split_tool_calls  # noqa: E402
 from tensorzero_ray.local_models.transformers_engine import TransformersEngine  # noqa: E402
-from tests.conftest import deploy_app  # noqa: E402
+from tests.conftest import delete_app, deploy_app  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 GREETING = "Hello! How can I help you today?"
@@ -196,7 +196,7 @@ model = "greeter_or_dummy"
 
 
 @pytest.fixture(scope="module")
-def local_app(serve_url, model_dirs) -> str:
+def local_app(serve_url, model_dirs):
     """The same application builder `tzray up` uses, with three LocalModel deployments."""
     base = model_dirs["greeter"].parent.parent
     schema = base / "answer.json"
@@ -204,7 +204,8 @@ def local_app(serve_url, model_dirs) -> str:
     config = base / "tensorzero.toml"
     config.write_text(LOCAL_APP.format(schema=schema.name))
     deploy_app(str(config), "local", "/local")
-    return f"{serve_url}/local"
+    yield f"{serve_url}/local"
+    delete_app("local")
 
 
 def _infer(url: str, function: str, content: str = "Hello", **fields) -> httpx.Response:

@@ -3,6 +3,7 @@ dry run writes nothing, failed rows carry their error, and a large replay runs a
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -198,16 +199,22 @@ def test_a_large_replay_runs_as_a_ray_job(serve_url, tmp_path):
             assert time.monotonic() < deadline, "the seeded inferences never became visible"
             time.sleep(0.2)  # the writer flushes once a second; nothing to await from here
         output = tmp_path / "replay.jsonl"
+        # As the README writes it: the venv's `ray`, `python` as typed, from a shell whose PATH
+        # lacks the venv (the job's `python` must still be the stack's interpreter).
+        ray_cli = str(Path(sys.executable).parent / "ray")
+        bare_path = os.pathsep.join(
+            p for p in os.environ["PATH"].split(os.pathsep) if p != str(Path(sys.executable).parent)
+        )
         submitted = subprocess.run(
             [
-                sys.executable, "-m", "ray.scripts.scripts", "job", "submit",
+                ray_cli, "job", "submit",
                 "--address", "http://127.0.0.1:8265",
-                "--", sys.executable, str(ROOT / "jobs" / "replay.py"),
+                "--", "python", "jobs/replay.py",
                 "--gateway", serve_url, "--function", "chat",
                 "--filters", orjson.dumps(query["filters"]).decode(),
                 "--variant", "safe", "--batch-size", "16", "--concurrency", "32", "--output", str(output),
             ],
-            capture_output=True, text=True, timeout=300,
+            capture_output=True, text=True, timeout=300, env={**os.environ, "PATH": bare_path, "RAY_AUTH_MODE": "token"},
         )  # fmt: skip
         assert submitted.returncode == 0, submitted.stdout[-3000:] + submitted.stderr[-3000:]
         assert "succeeded" in submitted.stdout and "replay: 100%" in submitted.stdout + submitted.stderr

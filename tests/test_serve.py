@@ -3,8 +3,10 @@ README's curl example, streaming, errors across deployment handles, fallback, di
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -21,6 +23,7 @@ from tensorzero_ray.config import load_config
 from tensorzero_ray.experimentation.sampling import episode_draw
 from tensorzero_ray.ids import uuid7
 from tensorzero_ray.serve.app import build_app, build_application
+from tests.conftest import tzray
 
 ROOT = Path(__file__).resolve().parent.parent
 SYSTEM = {"assistant_name": "Alfred"}
@@ -228,7 +231,7 @@ def test_router_deployments_serve_requests_streams_and_errors(client, routed):
 
 
 def test_the_ray_head_tzray_starts_asks_for_its_token(tzray_up):
-    _, output = tzray_up
+    _, output, _ = tzray_up
     if "Ray runs with token authentication" not in output:
         pytest.skip("the session joined a Ray cluster that `tzray up` did not start")
     token = (Path.home() / ".ray" / "auth_token").read_text().strip()
@@ -236,3 +239,37 @@ def test_the_ray_head_tzray_starts_asks_for_its_token(tzray_up):
     dashboard = "http://127.0.0.1:8265/api/version"
     assert httpx.get(dashboard, timeout=10).status_code == 401
     assert httpx.get(dashboard, headers={"authorization": f"Bearer {token}"}, timeout=10).status_code == 200
+
+
+def test_tzray_up_on_a_running_stack_redeploys_without_restarting_ray(tzray_up, tmp_path):
+    """A changed config goes live with `tzray up` alone: Ray, its job history and the
+    dashboard stay; the new variant answers."""
+    url, _, workdir = tzray_up
+    ray_cli = [sys.executable, "-m", "ray.scripts.scripts", "job"]
+    env = {**os.environ, "RAY_AUTH_MODE": "token"}
+    job = f"before-redeploy-{uuid7().hex[:8]}"
+    done = subprocess.run(
+        [*ray_cli, "submit", "--submission-id", job, "--address", "http://127.0.0.1:8265", "--", "python", "-c", "1"],
+        capture_output=True, text=True, timeout=120, env=env,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    session = Path("/tmp/ray/session_latest").resolve()
+
+    config = tmp_path / "config"
+    shutil.copytree(ROOT / "config" / "quickstart", config)
+    (config / "redeployed.toml").write_text(
+        '[functions.chat.variants.redeployed]\ntype = "chat_completion"\nmodel = "dummy::alternate"\n'
+        'system_template = "functions/chat/system.minijinja"\n'
+    )
+    port = url.rsplit(":", 1)[1]
+    again = tzray("up", "--config", str(config / "*.toml"), "--port", port, cwd=workdir)
+    assert again.returncode == 0, again.stderr[-3000:]
+
+    assert Path("/tmp/ray/session_latest").resolve() == session
+    status = subprocess.run(
+        [*ray_cli, "status", job, "--address", "http://127.0.0.1:8265"], capture_output=True, text=True, env=env
+    )
+    assert "succeeded" in (status.stdout + status.stderr).lower()
+    body = {"function_name": "chat", "variant_name": "redeployed", "input": {"system": SYSTEM, "messages": []}}
+    answer = httpx.post(f"{url}/inference", json=body, timeout=60)
+    assert answer.status_code == 200 and answer.json()["variant_name"] == "redeployed", answer.text

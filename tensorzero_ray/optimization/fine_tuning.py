@@ -26,7 +26,12 @@ from tensorzero_ray.client import TensorZeroRayClient
 from tensorzero_ray.config import Config, load_config
 from tensorzero_ray.config.functions import JsonFunctionConfig
 from tensorzero_ray.config.variants import ChatCompletionVariantConfig
-from tensorzero_ray.optimization.snippet import ray_serve_model_snippet, variant_snippet, write_snippet
+from tensorzero_ray.optimization.snippet import (
+    ray_serve_model_snippet,
+    snippet_home,
+    variant_snippet,
+    write_snippet,
+)
 from tensorzero_ray.types.curation import CuratedSet
 
 REPORT_FILE = "tensorzero_report.json"
@@ -284,6 +289,10 @@ def _train(spec: FineTuneSpec, curated, staging: Path) -> tuple[dict[str, Any], 
         "seed": spec.seed,
     }
     log(f"training on {spec.num_workers} {'GPU' if spec.use_gpu else 'CPU'} worker(s) with Ray Train")
+    # Ray Train logs every `print` in the workers, even output a library captures for itself
+    # (dill disassembles TRL's functions into a buffer to hash them): thousands of lines of
+    # bytecode. Workers print through the plain `print` instead.
+    os.environ.setdefault("RAY_TRAIN_ENABLE_PRINT_PATCH", "0")
     trainer = TorchTrainer(
         train_loop,
         train_loop_config=loop_config,
@@ -316,8 +325,10 @@ def _snippet(config: Config, spec: FineTuneSpec, template_variant: str, output: 
     actor_options = {
         k: v for k, v in (("num_cpus", spec.serve_num_cpus), ("num_gpus", spec.serve_num_gpus)) if v is not None
     }
-    snippet = ray_serve_model_snippet(model_name, output, actor_options) + "\n"
+    home = snippet_home(spec.config, spec.write_config)
+    snippet = ray_serve_model_snippet(model_name, output, home, actor_options) + "\n"
     snippet += variant_snippet(
+        home=home,
         function_name=spec.function,
         function=function,
         variant_name=variant_name,

@@ -28,7 +28,7 @@ from tensorzero_ray.optimization.fine_tuning import (
     log,
     template_variant_for,
 )
-from tensorzero_ray.optimization.snippet import openai_model_snippet, variant_snippet, write_snippet
+from tensorzero_ray.optimization.snippet import openai_model_snippet, snippet_home, variant_snippet, write_snippet
 
 TERMINAL = ("succeeded", "failed", "cancelled")
 
@@ -162,6 +162,7 @@ def run(spec: DataSpec, args: argparse.Namespace) -> dict[str, Any]:
     name = spec.model_name or f"{spec.function}_{spec.method}_openai"
     snippet = openai_model_snippet(name, job["fine_tuned_model"]) + "\n"
     snippet += variant_snippet(
+        home=snippet_home(spec.config, spec.write_config),
         function_name=spec.function,
         function=function,
         variant_name=spec.variant_name or name,

@@ -3,7 +3,9 @@ tensorzero.toml's own format, ready to paste or to write into a config file."""
 
 from __future__ import annotations
 
+import glob
 import json
+import os
 from pathlib import Path
 
 from tensorzero_ray.config.functions import StaticExperimentation
@@ -14,6 +16,20 @@ def _toml_string(value: str) -> str:
     return json.dumps(value)
 
 
+def snippet_home(config_pattern: str, write_config: Path | None) -> Path:
+    """The folder a snippet's paths are written relative to: the config file it is appended
+    to, else the one it was made from. Paths in a config resolve relative to the file that
+    declares them (spec §3.1), so the snippet works wherever that folder is, on any node."""
+    if write_config is not None:
+        return write_config.resolve().parent
+    matches = sorted(glob.glob(config_pattern))
+    return Path(matches[0] if matches else config_pattern).resolve().parent
+
+
+def relative_path(path: str | Path, home: Path) -> str:
+    return os.path.relpath(Path(path).resolve(), home)
+
+
 def variant_snippet(
     *,
     function_name: str,
@@ -22,6 +38,7 @@ def variant_snippet(
     model_name: str,
     template: ChatCompletionVariantConfig | None,
     weight: float,
+    home: Path,
 ) -> str:
     """`[functions.F.variants.V]` with the template variant's templates, so the new model sees
     prompts rendered the way its training data was."""
@@ -34,9 +51,9 @@ def variant_snippet(
         for role in ("system", "user", "assistant"):
             text_file = getattr(template, f"{role}_template")
             if text_file is not None:
-                lines.append(f"{role}_template = {_toml_string(text_file.path)}")
+                lines.append(f"{role}_template = {_toml_string(relative_path(text_file.path, home))}")
         for name, ref in template.templates.items():
-            lines.append(f"templates.{name}.path = {_toml_string(ref.path.path)}")
+            lines.append(f"templates.{name}.path = {_toml_string(relative_path(ref.path.path, home))}")
         if template.json_mode is not None:
             lines.append(f"json_mode = {_toml_string(template.json_mode)}")
     experimentation = function.experimentation
@@ -52,13 +69,15 @@ def variant_snippet(
     return "\n".join(lines) + "\n"
 
 
-def ray_serve_model_snippet(model_name: str, model_dir: Path, actor_options: dict[str, float] | None = None) -> str:
+def ray_serve_model_snippet(
+    model_name: str, model_dir: Path, home: Path, actor_options: dict[str, float] | None = None
+) -> str:
     snippet = (
         f"[models.{_toml_key(model_name)}]\n"
         'routing = ["ray_serve"]\n\n'
         f"[models.{_toml_key(model_name)}.providers.ray_serve]\n"
         'type = "ray_serve"\n'
-        f"model_name = {_toml_string(str(model_dir))}\n"
+        f"model_name = {_toml_string(relative_path(model_dir, home))}\n"
     )
     if actor_options:
         options = ", ".join(f"{key} = {value}" for key, value in actor_options.items())

@@ -5,7 +5,23 @@ from __future__ import annotations
 
 import tempfile
 import time
+import warnings
 from typing import Any
+
+
+def _quiet_libraries() -> None:
+    """The job's log is for people: progress and results, not library deprecation notices or
+    progress bars redrawn per batch (the trainer still prints each step's metrics)."""
+    import datasets
+    import transformers
+
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"(torch|transformers|trl|peft)\.")
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    datasets.disable_progress_bars()
+    datasets.utils.logging.set_verbosity_error()
 
 
 def train_loop(config: dict[str, Any]) -> None:
@@ -14,6 +30,8 @@ def train_loop(config: dict[str, Any]) -> None:
     from datasets import Dataset
     from ray.train.huggingface.transformers import RayTrainReportCallback, prepare_trainer
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    _quiet_libraries()
 
     started = time.monotonic()
     tokenizer = AutoTokenizer.from_pretrained(config["base_model"])
@@ -45,6 +63,7 @@ def train_loop(config: dict[str, Any]) -> None:
         save_steps=config["save_steps"],
         save_total_limit=2,
         report_to=[],
+        disable_tqdm=True,
         use_cpu=not config["use_gpu"],
         bf16=config["bf16"],
         seed=config["seed"],
