@@ -130,11 +130,24 @@ def anthropic_mock():
         yield mock
 
 
+def copy_tracked(source: Path, target: Path) -> None:
+    """A folder's files as the repository has them: files a user added there (a snippet from a
+    walkthrough, a local override) stay out of the tests' configs."""
+    listed = subprocess.run(["git", "ls-files", "-z", "."], cwd=source, capture_output=True)
+    names = [n for n in listed.stdout.decode().split("\0") if n] if listed.returncode == 0 else []
+    if not names:  # not a git checkout (an unpacked release): the folder as it is
+        shutil.copytree(source, target)
+        return
+    for name in names:
+        (target / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source / name, target / name)
+
+
 @pytest.fixture(scope="session")
 def config_dir(tmp_path_factory, openai_mock, anthropic_mock) -> Path:
     """A copy of tests/config plus providers.toml pointing at the mocks; load it with the glob."""
     target = tmp_path_factory.mktemp("config") / "config"
-    shutil.copytree(CONFIG_DIR, target)
+    copy_tracked(CONFIG_DIR, target)
     (target / "openai_key").write_text(openai_mock.api_key)
     (target / "anthropic_key").write_text(anthropic_mock.api_key)
     (target / "providers.toml").write_text(

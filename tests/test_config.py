@@ -320,3 +320,18 @@ def test_credential_locations(tmp_path, monkeypatch):
     pair = CredentialWithFallback(default="env::TZ_TEST_MISSING", fallback="env::TZ_TEST_KEY")
     assert resolve_credential(pair, {}, "openai").get_secret_value() == "from-env"
     assert "from-env" not in repr(resolve_credential(pair, {}, "openai"))
+
+
+def test_tests_copy_only_the_configs_the_repository_has(tmp_path):
+    """A file a user drops into a config folder (a walkthrough's snippet) never reaches the
+    configs the tests load."""
+    from tests.conftest import CONFIG_DIR, copy_tracked
+
+    stray = CONFIG_DIR / "zz_users_own_snippet.toml"
+    stray.write_text("[functions.broken]\n")
+    try:
+        copy_tracked(CONFIG_DIR, tmp_path / "copy")
+    finally:
+        stray.unlink()
+    assert (tmp_path / "copy" / "tensorzero.toml").is_file()
+    assert not (tmp_path / "copy" / stray.name).exists()

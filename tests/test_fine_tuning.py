@@ -7,7 +7,6 @@ OpenAI's fine-tuning API against a mock of its wire format."""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 import time
@@ -19,7 +18,7 @@ import pytest
 
 from tensorzero_ray.local_models.tiny import build_tiny_model
 from tensorzero_ray.optimization import fine_tuning, openai_fine_tuning
-from tests.conftest import delete_app, deploy_app
+from tests.conftest import copy_tracked, delete_app, deploy_app
 
 ROOT = Path(__file__).resolve().parent.parent
 QUICKSTART = ROOT / "config" / "quickstart"
@@ -69,7 +68,7 @@ def submit(script: str, *args: str, timeout: float = 400) -> subprocess.Complete
 def test_sft_job_trains_a_model_that_serves_as_a_new_variant(flywheel, tmp_path, request):
     output = tmp_path / "chat-sft"
     config_dir = tmp_path / "config"
-    shutil.copytree(QUICKSTART, config_dir)
+    copy_tracked(QUICKSTART, config_dir)
     (config_dir / "no_observability.toml").write_text("[gateway.observability]\nenabled = false\n")
     done = submit(
         "sft.py",

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import re
 import shlex
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -23,7 +22,7 @@ from tensorzero_ray.config import load_config
 from tensorzero_ray.experimentation.sampling import episode_draw
 from tensorzero_ray.ids import uuid7
 from tensorzero_ray.serve.app import build_app, build_application
-from tests.conftest import tzray
+from tests.conftest import copy_tracked, tzray
 
 ROOT = Path(__file__).resolve().parent.parent
 SYSTEM = {"assistant_name": "Alfred"}
@@ -256,7 +255,7 @@ def test_tzray_up_on_a_running_stack_redeploys_without_restarting_ray(tzray_up, 
     session = Path("/tmp/ray/session_latest").resolve()
 
     config = tmp_path / "config"
-    shutil.copytree(ROOT / "config" / "quickstart", config)
+    copy_tracked(ROOT / "config" / "quickstart", config)
     (config / "redeployed.toml").write_text(
         '[functions.chat.variants.redeployed]\ntype = "chat_completion"\nmodel = "dummy::alternate"\n'
         'system_template = "functions/chat/system.minijinja"\n'
