@@ -5,8 +5,10 @@ datapoints."""
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
+from datetime import datetime
 
 import httpx
 import pytest
@@ -112,9 +114,10 @@ def test_filters_change_the_rows(page, seeded):
 def test_feedback_added_on_the_inference_page_is_stored(page, seeded):
     inference_id = seeded["ids"][8]
     page.goto(f"{seeded['url']}/ui/observability/inferences/{inference_id}")
-    page.select_option("select[name=metric_name]", "thumbs_up")
-    page.fill("textarea[name=value]", "false")
-    page.get_by_role("button", name="Add feedback").click()
+    # A boolean metric is a true/false control, not a text box.
+    assert page.locator("select[name=metric_name] option[value=thumbs_up]").count() == 0
+    control = page.locator("form.boolean-feedback", has_text="thumbs_up")
+    control.get_by_role("button", name="false").click()
     page.wait_for_load_state()
     feedback_table = page.locator("#feedback table").inner_text()
     assert "thumbs_up" in feedback_table and "false" in feedback_table
@@ -146,3 +149,57 @@ def test_the_dataset_builder_creates_datapoints(page, seeded):
     with httpx.Client(base_url=seeded["url"]) as http:
         points = http.post(f"/v1/datasets/{dataset}/list_datapoints", json={"limit": 100}).json()["datapoints"]
     assert sorted(p["source_inference_id"] for p in points) == sorted(seeded["ids"])
+
+
+def test_the_function_page_opens_on_the_metric_with_data(page, seeded):
+    """The quickstart's first metric alphabetically (task_success) has no feedback here;
+    thumbs_up has, so the page opens on it, with Wilson intervals for a boolean metric."""
+    page.goto(seeded["url"] + "/ui/observability/functions/chat")
+    assert page.locator("select[name=metric]").input_value() == "thumbs_up"
+    caption = page.locator("#metrics figure.chart figcaption").inner_text()
+    assert caption.startswith("thumbs_up") and "Wilson interval" in caption
+    assert page.locator("#metrics figure.chart polyline").count() >= 1
+
+
+def chart_facts(page) -> list[dict]:
+    return page.evaluate(
+        """() => [...document.querySelectorAll('figure.chart')].map(f => ({
+            caption: f.querySelector('figcaption').innerText,
+            legend: Object.fromEntries([...f.querySelectorAll('text.legend')].map(t =>
+                [t.textContent, t.previousElementSibling.getAttribute('fill')])),
+            xTicks: [...f.querySelectorAll('text.x-tick')].map(t => t.textContent),
+            tickHeights: [...f.querySelectorAll('text.tick')].map(t => t.getBoundingClientRect().height),
+        }))"""
+    )
+
+
+@pytest.mark.parametrize("path", ["/ui/observability/functions/chat", "/ui/observability/models"])
+def test_charts_are_readable_with_round_ticks_and_one_colour_per_series(page, seeded, path):
+    page.goto(seeded["url"] + path)
+    charts = [c for c in chart_facts(page) if c["xTicks"]]
+    assert charts, "no chart with data"
+    colours: dict[str, str] = {}
+    for chart in charts:
+        assert min(chart["tickHeights"]) >= 11, f"axis text too small in {chart['caption']}"
+        times = [datetime.strptime(t, "%H:%M:%S" if t.count(":") == 2 else "%H:%M") for t in chart["xTicks"]]
+        seconds = [t.hour * 3600 + t.minute * 60 + t.second for t in times]
+        steps = {b - a for a, b in zip(seconds, seconds[1:])}
+        assert len(steps) <= 1, f"uneven ticks {chart['xTicks']}"
+        step = steps.pop() if steps else 1
+        assert all(s % step == 0 for s in seconds), f"ticks off round times: {chart['xTicks']}"
+        for name, colour in chart["legend"].items():
+            assert colours.setdefault(name, colour) == colour, f"{name} changes colour between charts"
+
+
+def test_ids_show_prefix_and_suffix_and_feedback_links_its_target(page, seeded):
+    page.goto(seeded["url"] + "/ui/observability/inferences?tag_key=suite&tag_value=" + seeded["suite"])
+    shown = page.locator("table.data tbody a[href*='/observability/inferences/']").all_inner_texts()
+    assert len(shown) == 12 and len(set(shown)) == 12
+    assert all(re.fullmatch(r"[0-9a-f]{8}…[0-9a-f]{4}", text) for text in shown)
+    page.goto(seeded["url"] + "/ui/")
+    target = page.locator("table.data", has_text="Target").locator("tbody tr td a").first
+    href = target.get_attribute("href")
+    assert "/observability/inferences/" in href or "/observability/episodes/" in href
+    target.click()
+    page.wait_for_load_state()
+    assert page.locator("h1").inner_text().startswith(("Inference", "Episode"))

@@ -18,9 +18,26 @@ LEFT, RIGHT, TOP, BOTTOM = 64, 16, 16, 56
 
 @dataclass
 class Series:
+    """A line; a point whose y is None is a gap (no data there), drawn as a break."""
+
     name: str
-    points: list[tuple[float, float]]
+    points: list[tuple[float, float | None]]
     band: list[tuple[float, float, float]] = field(default_factory=list)  # (x, low, high)
+
+
+# Steps for time axes, so ticks fall on round times (the minute, the quarter hour, midnight).
+TIME_STEPS_S = (
+    1, 2, 5, 10, 15, 30, 60, 2 * 60, 5 * 60, 10 * 60, 15 * 60, 30 * 60, 3600, 2 * 3600, 3 * 3600, 6 * 3600,
+    12 * 3600, 86400, 2 * 86400, 7 * 86400, 14 * 86400, 30 * 86400, 91 * 86400, 365 * 86400,
+)  # fmt: skip
+
+
+def time_ticks(low: float, high: float, count: int = 6) -> list[float]:
+    """Round instants (multiples of a round step, in UTC) inside [low, high]."""
+    span = max(high - low, 1.0)
+    step = next((s for s in TIME_STEPS_S if span / s <= count), TIME_STEPS_S[-1])
+    first = math.ceil(low / step) * step
+    return [float(t) for t in range(int(first), int(high) + 1, step)] or [low]
 
 
 def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
@@ -53,7 +70,7 @@ def _number(value: float) -> str:
 
 def _time_label(seconds: float, span: float) -> str:
     moment = datetime.fromtimestamp(seconds, tz=timezone.utc)
-    if span <= 3600:
+    if span <= 600 and moment.second:
         return moment.strftime("%H:%M:%S")
     if span <= 2 * 86400:
         return moment.strftime("%H:%M")
@@ -94,7 +111,7 @@ def line_chart(
             for s in drawn
         ]
     xs = [x for s in drawn for x, _ in s.points]
-    ys = [y for s in drawn for _, y in s.points]
+    ys = [y for s in drawn for _, y in s.points if y is not None] or [0.0]
     ys += [v for s in drawn for _, lo, hi in s.band for v in (lo, hi) if math.isfinite(v)]
     x0, x1 = min(xs), max(xs)
     if x1 == x0:
@@ -123,13 +140,13 @@ def line_chart(
         y = py(tick)
         parts.append(f'<line x1="{LEFT}" x2="{LEFT + plot_w}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>')
         parts.append(f'<text x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end" class="tick">{_number(tick)}</text>')
-    x_ticks = [x0 + (x1 - x0) * i / 4 for i in range(5)]
-    for index, tick in enumerate(x_ticks):
+    x_ticks = time_ticks(x0, x1) if time_axis else [x0 + (x1 - x0) * i / 4 for i in range(5)]
+    for tick in x_ticks:
         x = px(tick)
         label = _time_label(tick, x1 - x0) if time_axis else _number(tick)
-        anchor = "start" if index == 0 else "end" if index == len(x_ticks) - 1 else "middle"
+        anchor = "start" if x - LEFT < 30 else "end" if LEFT + plot_w - x < 30 else "middle"
         parts.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{TOP + plot_h}" y2="{TOP + plot_h + 4}" class="axis"/>')
-        parts.append(f'<text x="{x:.1f}" y="{TOP + plot_h + 18}" text-anchor="{anchor}" class="tick">{label}</text>')
+        parts.append(f'<text x="{x:.1f}" y="{TOP + plot_h + 18}" text-anchor="{anchor}" class="tick x-tick">{label}</text>')
     parts.append(f'<line x1="{LEFT}" x2="{LEFT + plot_w}" y1="{TOP + plot_h}" y2="{TOP + plot_h}" class="axis"/>')
     parts.append(f'<line x1="{LEFT}" x2="{LEFT}" y1="{TOP}" y2="{TOP + plot_h}" class="axis"/>')
     for s in drawn:
@@ -146,9 +163,15 @@ def line_chart(
                 f'<path class="ci" d="M{px(x) - 5:.1f},{py(hi):.1f}h10M{px(x):.1f},{py(hi):.1f}V{py(lo):.1f}'
                 f'M{px(x) - 5:.1f},{py(lo):.1f}h10" stroke="{color}" stroke-width="1.5" fill="none"/>'
             )
-        path = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in s.points)
-        parts.append(f'<polyline points="{path}" fill="none" stroke="{color}" stroke-width="2"/>')
-        for x, y in s.points if len(s.points) <= 40 else []:
+        for segment in _segments(s.points):
+            path = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in segment)
+            parts.append(f'<polyline points="{path}" fill="none" stroke="{color}" stroke-width="2"/>')
+            if len(segment) == 1:  # a point between two gaps: a dot, or it would not show at all
+                parts.append(
+                    f'<circle cx="{px(segment[0][0]):.1f}" cy="{py(segment[0][1]):.1f}" r="2.5" fill="{color}"/>'
+                )
+        shown = [(x, y) for x, y in s.points if y is not None]
+        for x, y in shown if len(shown) <= 40 else []:
             parts.append(
                 f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="2.5" fill="{color}">'
                 f"<title>{escape(s.name)}: {_number(y)}</title></circle>"
@@ -162,6 +185,18 @@ def line_chart(
         legend_x += 28 + 7 * len(s.name)
     parts.append("</svg>")
     return Markup(header + "".join(parts) + "</figure>")
+
+
+def _segments(points: list[tuple[float, float | None]]) -> list[list[tuple[float, float]]]:
+    """The runs of points between gaps; a line is drawn along each run, never across a gap."""
+    runs: list[list[tuple[float, float]]] = [[]]
+    for x, y in points:
+        if y is None:
+            if runs[-1]:
+                runs.append([])
+        else:
+            runs[-1].append((x, y))
+    return [run for run in runs if run]
 
 
 def share_bar(shares: dict[str, float], colors: dict[str, str] | None = None) -> Markup:

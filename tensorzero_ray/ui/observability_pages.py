@@ -274,14 +274,17 @@ def add_routes(app: FastAPI, state: UIState) -> None:
             }
             for name, variant in sorted(function.variants.items())
         ]
-        colors = colors_for(list(function.variants))
         metric_names = sorted(config.metrics)
         if metric and metric not in config.metrics:
             raise InvalidRequest(f"Unknown metric: `{metric}` is not in the config's [metrics]")
-        chosen = metric or (metric_names[0] if metric_names else "")
+        with_data = await state.queries.metric_feedback_counts(function_name)
+        chosen = metric or default_metric(function, metric_names, with_data)
+        width, throughput = await state.queries.variant_throughput(function_name)
+        series = await state.queries.metric_by_variant(function_name, chosen) if chosen else None
+        # One colour per variant on every chart of the page, variants no longer in the config too.
+        colors = colors_for([*function.variants, *(n for n in throughput if n not in function.variants)])
         metric_chart, estimates = None, {}
         if chosen:
-            series = await state.queries.metric_by_variant(function_name, chosen)
             estimates = series.final if series else {}
             metric_chart = line_chart(
                 [
@@ -292,12 +295,13 @@ def add_routes(app: FastAPI, state: UIState) -> None:
                     )
                     for name, points in (series.points.items() if series else [])
                 ],
-                title=f"{chosen}: mean per variant with 95% interval (cumulative)",
+                title=f"{chosen}: mean per variant with 95% "
+                + ("Wilson interval" if config.metrics[chosen].type == "boolean" else "interval")
+                + " (cumulative)",
                 y_label=chosen,
                 colors=colors,
                 y_range=(0.0, 1.0) if config.metrics[chosen].type == "boolean" else None,
             )
-        width, throughput = await state.queries.variant_throughput(function_name)
         token_width, tokens = await state.queries.token_usage(function_name)
         recent = await state.inferences.list(ListInferencesRequest(function_name=function_name, limit=10))
         return pages.render(
@@ -310,6 +314,7 @@ def add_routes(app: FastAPI, state: UIState) -> None:
             if total
             else None,
             metric_names=metric_names,
+            with_data=with_data,
             chosen=chosen,
             metric_chart=metric_chart,
             estimates=estimates,
@@ -323,6 +328,7 @@ def add_routes(app: FastAPI, state: UIState) -> None:
                 [Series(name, points) for name, points in tokens.items()],
                 title=f"Tokens per {_width(token_width)}",
                 y_label="tokens",
+                colors=TOKEN_COLORS,
             ),
             recent=recent,
             total=total,
@@ -366,15 +372,32 @@ def add_routes(app: FastAPI, state: UIState) -> None:
             "errors": (f"Failed provider calls per {unit}", "failures"),
             "ttft": (f"Median time to first token per {unit} (streamed calls)", "ms"),
         }
+        # A model keeps its colour across the four charts, even where it has no data.
+        colors = colors_for(sorted({name for by_model in series.values() for name in by_model}))
         drawn = {
             f"{key}_chart": line_chart(
                 [Series(name, points) for name, points in sorted(series.get(key, {}).items())],
                 title=title,
                 y_label=y_label,
+                colors=colors,
             )
             for key, (title, y_label) in charts.items()
         }
         return pages.render("models.html", rows=rows, **drawn)
+
+
+# Token counts are not variants: their own colours, none of the variants'.
+TOKEN_COLORS = {"input tokens": "#94a3b8", "output tokens": "#1e293b"}
+
+
+def default_metric(function, metric_names: list[str], with_data: dict[str, int]) -> str:
+    """The metric a function page opens on: its experiment's, else the one with the most
+    feedback on this function, else the first."""
+    experiment_metric = getattr(function.experimentation, "metric", None)
+    if experiment_metric in metric_names:
+        return experiment_metric
+    ranked = sorted((n for n in metric_names if with_data.get(n)), key=lambda n: -with_data[n])
+    return ranked[0] if ranked else (metric_names[0] if metric_names else "")
 
 
 def _width(seconds: int) -> str:

@@ -10,7 +10,7 @@ from typing import Any
 from tensorzero_ray.config import Config
 from tensorzero_ray.datasets.store_access import StoreAccess, read
 from tensorzero_ray.store.inference_queries import inference_table
-from tensorzero_ray.ui.stats import Estimate, estimate
+from tensorzero_ray.ui.stats import Estimate, estimate, wilson
 
 # Bucket widths to choose from, so that a time range gets at most MAX_BUCKETS points.
 BUCKETS_S = (1, 5, 10, 30, 60, 300, 900, 3600, 6 * 3600, 86400, 7 * 86400, 30 * 86400)
@@ -24,6 +24,28 @@ def bucket_seconds(first_s: float, last_s: float) -> int:
         if span / width <= MAX_BUCKETS:
             return width
     return BUCKETS_S[-1]
+
+
+def bucket_starts(span: tuple[float, float], width: int) -> list[float]:
+    """Every bucket start from the first to the last, aligned as ClickHouse's
+    toStartOfInterval aligns them (multiples of the width since the epoch)."""
+    first = (int(span[0]) // width) * width
+    last = (int(span[1]) // width) * width
+    return [float(t) for t in range(first, last + 1, width)]
+
+
+def zero_filled(points: list[tuple[float, float]], starts: list[float]) -> list[tuple[float, float]]:
+    """Counts with the empty buckets as zero: a quiet spell shows as zero, never as a line
+    drawn across it."""
+    seen = dict(points)
+    return [(t, seen.get(t, 0.0)) for t in starts]
+
+
+def with_gaps(points: list[tuple[float, float]], starts: list[float]) -> list[tuple[float, float | None]]:
+    """Measurements (a median latency) with the empty buckets as gaps: no data is not zero."""
+    seen = dict(points)
+    first, last = min(seen), max(seen)
+    return [(t, seen.get(t)) for t in starts if first <= t <= last]
 
 
 @dataclass
@@ -60,17 +82,24 @@ class UIQueries:
         return {key: (float(v) if key == "cost" else int(v)) for key, v in rows[0].items()}
 
     async def recent_feedback(self, limit: int = 8) -> list[dict[str, Any]]:
-        return await self._rows(
+        rows = await self._rows(
             f"""SELECT * FROM (
                 SELECT toString(id) AS feedback_id, toString(target_id) AS target, metric_name,
-                       toString(value) AS value, toUInt128(id) AS k FROM BooleanMetricFeedback
-                UNION ALL SELECT toString(id), toString(target_id), metric_name, toString(value), toUInt128(id)
+                       toString(value) AS value, '' AS target_type, toUInt128(id) AS k FROM BooleanMetricFeedback
+                UNION ALL SELECT toString(id), toString(target_id), metric_name, toString(value), '', toUInt128(id)
                        FROM FloatMetricFeedback
-                UNION ALL SELECT toString(id), toString(target_id), 'comment', value, toUInt128(id) FROM CommentFeedback
-                UNION ALL SELECT toString(id), toString(inference_id), 'demonstration', value, toUInt128(id)
-                       FROM DemonstrationFeedback
+                UNION ALL SELECT toString(id), toString(target_id), 'comment', value, toString(target_type),
+                       toUInt128(id) FROM CommentFeedback
+                UNION ALL SELECT toString(id), toString(inference_id), 'demonstration', value, 'inference',
+                       toUInt128(id) FROM DemonstrationFeedback
             ) ORDER BY k DESC LIMIT {int(limit)}"""
         )
+        for row in rows:
+            # Metric feedback targets what the metric's level says; a metric since removed from
+            # the config is looked up by id when followed.
+            metric = self.config.metrics.get(row["metric_name"])
+            row["target_type"] = row["target_type"] or (metric.level if metric is not None else "")
+        return rows
 
     async def function_counts(self) -> dict[str, dict[str, int]]:
         """function -> variant -> inference count."""
@@ -107,7 +136,8 @@ class UIQueries:
         series: dict[str, list[tuple[float, float]]] = {}
         for row in rows:
             series.setdefault(row["variant_name"], []).append((float(row["t"]), float(row["n"])))
-        return width, series
+        starts = bucket_starts(span, width)
+        return width, {name: zero_filled(points, starts) for name, points in series.items()}
 
     async def token_usage(self, function_name: str) -> tuple[int, dict[str, list[tuple[float, float]]]]:
         params = {"f": function_name}
@@ -121,10 +151,26 @@ class UIQueries:
             "WHERE function_name = {f:String} GROUP BY t ORDER BY t",
             params,
         )
+        starts = bucket_starts(span, width)
         return width, {
-            "input tokens": [(float(r["t"]), float(r["i"])) for r in rows],
-            "output tokens": [(float(r["t"]), float(r["o"])) for r in rows],
+            "input tokens": zero_filled([(float(r["t"]), float(r["i"])) for r in rows], starts),
+            "output tokens": zero_filled([(float(r["t"]), float(r["o"])) for r in rows], starts),
         }
+
+    async def metric_feedback_counts(self, function_name: str) -> dict[str, int]:
+        """How much metric feedback each metric has on this function's inferences and episodes."""
+        table = inference_table(self.config, function_name)
+        rows = await self._rows(
+            f"""SELECT metric_name, count() AS n FROM (
+                SELECT metric_name, target_id FROM BooleanMetricFeedback
+                UNION ALL SELECT metric_name, target_id FROM FloatMetricFeedback
+            ) WHERE target_id IN (SELECT id FROM {table} WHERE function_name = {{f:String}})
+               OR target_id IN (SELECT uint_to_uuid(episode_id_uint) FROM InferenceByEpisodeId
+                                WHERE function_name = {{f:String}})
+            GROUP BY metric_name""",
+            {"f": function_name},
+        )
+        return {row["metric_name"]: int(row["n"]) for row in rows}
 
     async def metric_by_variant(self, function_name: str, metric_name: str) -> MetricSeries | None:
         """Each variant's mean of the metric's latest value per target, cumulative over time,
@@ -170,9 +216,10 @@ class UIQueries:
             total[0] += int(row["n"])
             total[1] += float(row["s"])
             total[2] += float(row["ss"])
-            found = estimate(int(total[0]), total[1], total[2])
-            if found is not None and metric.type == "boolean":
-                found = Estimate(found.count, found.mean, max(found.low, 0.0), min(found.high, 1.0))
+            if metric.type == "boolean":
+                found = wilson(int(total[0]), total[1])
+            else:
+                found = estimate(int(total[0]), total[1], total[2])
             if found is not None:
                 points.setdefault(row["variant_name"], []).append((float(row["t"]) + width, found))
         final = {name: series[-1][1] for name, series in points.items()}
@@ -249,10 +296,15 @@ class UIQueries:
         for row in rows:
             t = float(row["t"])
             out["requests"].setdefault(row["model_name"], []).append((t, float(row["n"])))
-            out["latency"].setdefault(row["model_name"], []).append((t, float(row["p50"] or 0)))
+            if row["p50"] is not None:
+                out["latency"].setdefault(row["model_name"], []).append((t, float(row["p50"])))
             if row["ttft"] is not None:
                 out["ttft"].setdefault(row["model_name"], []).append((t, float(row["ttft"])))
-        return width, out
+        starts = bucket_starts(span, width)
+        fill = {"requests": zero_filled, "errors": zero_filled, "latency": with_gaps, "ttft": with_gaps}
+        return width, {
+            key: {name: fill[key](points, starts) for name, points in by_model.items()} for key, by_model in out.items()
+        }
 
     async def episodes(self, limit: int, offset: int) -> list[dict[str, Any]]:
         return await self._rows(

@@ -35,6 +35,13 @@ def _id_time(value: str) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+def _short_id(value: Any) -> str:
+    """A UUIDv7's first 8 characters are its timestamp, shared by ids made in the same few
+    seconds; the last 4 are random, so prefix and suffix together tell ids apart."""
+    text = str(value)
+    return f"{text[:8]}…{text[-4:]}" if len(text) > 12 else text
+
+
 def _number(value: Any, digits: int = 0) -> str:
     if value is None:
         return "—"
@@ -79,6 +86,7 @@ def build_environment(base: str) -> Environment:
     env.filters.update(
         pretty=_pretty,
         id_time=_id_time,
+        short_id=_short_id,
         number=_number,
         money=_money,
         short=_short,

@@ -32,6 +32,22 @@ class Estimate:
         return (self.high - self.low) / 2
 
 
+Z95 = 1.959963984540054
+
+
+def wilson(count: int, successes: float) -> Estimate | None:
+    """A proportion's 95% Wilson score interval: inside 0..1 by construction and honest near
+    0 and 1 and for few samples, where the normal interval is not (TensorZero's evaluations use
+    it for boolean metrics)."""
+    if count <= 0:
+        return None
+    p = successes / count
+    z2 = Z95 * Z95
+    centre = (p + z2 / (2 * count)) / (1 + z2 / count)
+    half = Z95 * math.sqrt(p * (1 - p) / count + z2 / (4 * count * count)) / (1 + z2 / count)
+    return Estimate(count, p, max(centre - half, 0.0), min(centre + half, 1.0))
+
+
 def estimate(count: int, total: float, total_squares: float) -> Estimate | None:
     """Mean and 95% interval from the sample's count, sum and sum of squares (Student t on
     the sample variance; a single observation has an unbounded interval)."""
