@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -172,7 +173,13 @@ def test_what_the_tensorzero_client_serialises_parses(serve_url):
         sent = json.loads(answer.content[0].text)["messages"]
         assert [b["type"] for b in sent[0]["content"]] == ["text", "file"]
         assert sent[1]["content"] == [{"type": "thought", "signature": "anyone's"}, {"type": "text", "text": "Seen"}]
-        stored = client.get_inferences(ids=[str(answer.inference_id)], output_source="inference").inferences[0]
+        deadline = time.monotonic() + 30
+        while not (
+            found := client.get_inferences(ids=[str(answer.inference_id)], output_source="inference").inferences
+        ):
+            assert time.monotonic() < deadline, "the inference never became visible"
+            time.sleep(0.2)  # stored rows reach ClickHouse in the background; nothing to await from outside
+        stored = found[0]
         thoughts = [b for b in stored.input.messages[1].content if b.type == "thought"]
         assert [(b.text, b.signature) for b in thoughts] == [(None, "theirs"), (None, "anyone's")]
 
