@@ -41,7 +41,7 @@ def load_config(pattern: str | Path) -> Config:
     problems = config.problems()
     if problems:
         raise ConfigError(_format(problems, origins, files))
-    return config
+    return config.with_evaluators()
 
 
 def _expand(pattern: str) -> list[Path]:

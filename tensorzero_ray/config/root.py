@@ -121,7 +121,19 @@ class Config(Strict):
                 found.append(
                     ((("evaluations", name, "function_name")), f"unknown function `{evaluation.function_name}`")
                 )
+        from tensorzero_ray.evaluations.catalog import evaluator_problems  # it builds on this module
+
+        found += evaluator_problems(self)
         return found
+
+    def with_evaluators(self) -> "Config":
+        """The evaluators' metrics and LLM judges' functions added, as TensorZero adds them:
+        scores are feedback like any other, judges are functions like any other."""
+        from tensorzero_ray.evaluations.catalog import evaluator_metrics, judge_functions
+
+        self.metrics.update(evaluator_metrics(self))
+        self.functions.update(judge_functions(self))
+        return self
 
     def function(self, name: str) -> FunctionConfig:
         """A configured function, or the built-in `tensorzero::default` chat function; an

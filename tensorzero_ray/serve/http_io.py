@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from tensorzero_ray import __version__, validation
 from tensorzero_ray.errors import Forbidden, InvalidRequest, PayloadTooLarge, TensorZeroError, unwrap
+from tensorzero_ray.evaluations.catalog import JUDGE_PREFIX
 from tensorzero_ray.ids import validate_episode_id
 from tensorzero_ray.serve.function_router import DEFAULT_FUNCTION
 from tensorzero_ray.types import InferenceRequest
@@ -125,7 +126,8 @@ def parse_inference_request(data: Any) -> tuple[str, InferenceRequest]:
         raise InvalidRequest("Invalid inference target: exactly one of `function_name` or `model_name` is required")
     if request.model_name is not None and request.variant_name is not None:
         raise InvalidRequest("Invalid inference target: `variant_name` cannot be set together with `model_name`")
-    if request.function_name is not None and request.function_name.startswith("tensorzero::"):
+    judge = request.function_name is not None and request.function_name.startswith(JUDGE_PREFIX)
+    if request.function_name is not None and request.function_name.startswith("tensorzero::") and not judge:
         raise InvalidRequest(f"Invalid inference target: `{request.function_name}` is reserved")
     validation.check_tags(request.tags, request.internal)
     if request.episode_id is not None:

@@ -146,7 +146,9 @@ def line_chart(
         label = _time_label(tick, x1 - x0) if time_axis else _number(tick)
         anchor = "start" if x - LEFT < 30 else "end" if LEFT + plot_w - x < 30 else "middle"
         parts.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{TOP + plot_h}" y2="{TOP + plot_h + 4}" class="axis"/>')
-        parts.append(f'<text x="{x:.1f}" y="{TOP + plot_h + 18}" text-anchor="{anchor}" class="tick x-tick">{label}</text>')
+        parts.append(
+            f'<text x="{x:.1f}" y="{TOP + plot_h + 18}" text-anchor="{anchor}" class="tick x-tick">{label}</text>'
+        )
     parts.append(f'<line x1="{LEFT}" x2="{LEFT + plot_w}" y1="{TOP + plot_h}" y2="{TOP + plot_h}" class="axis"/>')
     parts.append(f'<line x1="{LEFT}" x2="{LEFT}" y1="{TOP}" y2="{TOP + plot_h}" class="axis"/>')
     for s in drawn:

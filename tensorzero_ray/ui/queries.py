@@ -9,8 +9,8 @@ from typing import Any
 
 from tensorzero_ray.config import Config
 from tensorzero_ray.datasets.store_access import StoreAccess, read
+from tensorzero_ray.statistics import Estimate, estimate, wilson
 from tensorzero_ray.store.inference_queries import inference_table
-from tensorzero_ray.ui.stats import Estimate, estimate, wilson
 
 # Bucket widths to choose from, so that a time range gets at most MAX_BUCKETS points.
 BUCKETS_S = (1, 5, 10, 30, 60, 300, 900, 3600, 6 * 3600, 86400, 7 * 86400, 30 * 86400)

@@ -1,0 +1,265 @@
+"""One evaluation run: every datapoint of a dataset through a pinned variant via the gateway,
+each evaluator's score stored as feedback, statistics as TensorZero reports them (spec §7).
+
+The runner only talks HTTP to a gateway, so the same code runs from a shell, inside a Ray job
+or in a test against an in-process gateway."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from tensorzero_ray.config.functions import LlmJudgeEvaluator
+from tensorzero_ray.evaluations.catalog import EvaluationSetupError, Evaluator, serialize
+from tensorzero_ray.evaluations.scoring import heuristic_score
+from tensorzero_ray.ids import uuid7
+from tensorzero_ray.statistics import ScoreSummary, summarize
+
+PAGE = 1000
+
+
+@dataclass
+class EvaluationSpec:
+    function_name: str
+    evaluators: list[Evaluator]
+    variant_name: str
+    dataset_name: str | None = None
+    datapoint_ids: list[str] | None = None
+    evaluation_name: str | None = None
+    concurrency: int = 1
+    max_datapoints: int | None = None
+    inference_cache: str = "off"
+    precision_targets: dict[str, float] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class RunSummary:
+    evaluation_run_id: str
+    num_datapoints: int
+    completed: int = 0
+    errors: int = 0
+    stopped_early: bool = False
+    scores: dict[str, list[float]] = field(default_factory=dict)
+
+    def statistics(self, evaluators: list[Evaluator]) -> dict[str, ScoreSummary | None]:
+        return {e.name: summarize(self.scores.get(e.name, []), e.boolean) for e in evaluators}
+
+
+class EvaluationRunner:
+    def __init__(self, client: httpx.AsyncClient, spec: EvaluationSpec, run_id: str | None = None):
+        self.client = client
+        self.spec = spec
+        self.run_id = run_id or str(uuid7())
+        self.summary = RunSummary(self.run_id, 0)
+
+    async def datapoints(self) -> list[dict[str, Any]]:
+        try:
+            return await self._datapoints()
+        except GatewayFailure as exc:
+            raise EvaluationSetupError(f"Could not read the datapoints: {exc}") from None
+
+    async def _datapoints(self) -> list[dict[str, Any]]:
+        spec = self.spec
+        if (spec.dataset_name is None) == (spec.datapoint_ids is None):
+            raise EvaluationSetupError("exactly one of --dataset-name or --datapoint-ids is required")
+        if spec.datapoint_ids is not None:
+            found = await self._post("/v1/datasets/get_datapoints", {"ids": spec.datapoint_ids})
+            points = found["datapoints"]
+            missing = sorted(set(spec.datapoint_ids) - {p["id"] for p in points})
+            if missing:
+                raise EvaluationSetupError(f"Unknown datapoint `{missing[0]}`")
+        else:
+            points = []
+            limit = spec.max_datapoints or 10**9
+            while len(points) < limit:
+                body = {
+                    "function_name": spec.function_name,
+                    "limit": min(PAGE, limit - len(points)),
+                    "offset": len(points),
+                }
+                page = (await self._post(f"/v1/datasets/{spec.dataset_name}/list_datapoints", body))["datapoints"]
+                points += page
+                if len(page) < body["limit"]:
+                    break
+            if not points:
+                raise EvaluationSetupError(
+                    f"Dataset `{spec.dataset_name}` has no datapoints for function `{spec.function_name}`"
+                )
+        wrong = [p["id"] for p in points if p["function_name"] != spec.function_name]
+        if wrong:
+            raise EvaluationSetupError(
+                f"Datapoint `{wrong[0]}` belongs to another function than `{spec.function_name}`"
+            )
+        return points
+
+    async def run(self) -> AsyncIterator[dict[str, Any]]:
+        """JSONL records as TensorZero's runner writes them: the run header, then one record per
+        datapoint as it finishes. Stops early once every targeted evaluator is precise enough."""
+        points = await self.datapoints()
+        yield {"evaluation_run_id": self.run_id, "num_datapoints": len(points)}
+        async for record in self.evaluate(points):
+            yield record
+
+    async def evaluate(self, points: list[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
+        """Records for these datapoints as they finish (a sweep gives each worker a share)."""
+        self.summary.num_datapoints += len(points)
+        gate = asyncio.Semaphore(max(1, self.spec.concurrency))
+        done: asyncio.Queue = asyncio.Queue()
+
+        async def one(point: dict) -> None:
+            async with gate:
+                await done.put(await self._evaluate(point))
+
+        tasks = [asyncio.create_task(one(point)) for point in points]
+        try:
+            for _ in points:
+                record = await done.get()
+                self._count(record)
+                yield record
+                if self._precise_enough():
+                    self.summary.stopped_early = True
+                    break
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _count(self, record: dict) -> None:
+        if record["type"] == "error":
+            self.summary.errors += 1
+            return
+        self.summary.completed += 1
+        for name, value in record["evaluations"].items():
+            if value is not None:
+                self.summary.scores.setdefault(name, []).append(float(value))
+
+    def _precise_enough(self) -> bool:
+        targets = self.spec.precision_targets
+        if not targets:
+            return False
+        stats = self.summary.statistics(self.spec.evaluators)
+        return all(stats.get(name) is not None and stats[name].half_width <= target for name, target in targets.items())
+
+    async def _evaluate(self, point: dict) -> dict[str, Any]:
+        try:
+            response = await self._infer(point)
+        except GatewayFailure as exc:
+            return {"type": "error", "datapoint_id": point["id"], "message": str(exc)}
+        output = response.get("output", response.get("content"))
+        evaluations: dict[str, Any] = {}
+        errors: dict[str, str] = {}
+
+        async def score(evaluator: Evaluator) -> None:
+            try:
+                value, judge_id = await self._score(evaluator, point, output)
+            except GatewayFailure as exc:
+                errors[evaluator.name] = str(exc)
+                return
+            evaluations[evaluator.name] = value
+            if value is not None:
+                await self._feedback(evaluator, point, response["inference_id"], value, judge_id)
+
+        try:
+            await asyncio.gather(*(score(e) for e in self.spec.evaluators))
+        except GatewayFailure as exc:
+            errors.setdefault("feedback", str(exc))
+        return {
+            "type": "success",
+            "datapoint": point,
+            "response": response,
+            "evaluations": {e.name: evaluations.get(e.name) for e in self.spec.evaluators},
+            "evaluator_errors": errors,
+        }
+
+    def _tags(self, point: dict) -> dict[str, str]:
+        tags = {
+            **self.spec.tags,
+            "tensorzero::evaluation_run_id": self.run_id,
+            "tensorzero::datapoint_id": point["id"],
+        }
+        if self.spec.dataset_name is not None:
+            tags["tensorzero::dataset_name"] = self.spec.dataset_name
+        if self.spec.evaluation_name is not None:
+            tags["tensorzero::evaluation_name"] = self.spec.evaluation_name
+        return tags
+
+    async def _infer(self, point: dict) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "function_name": self.spec.function_name,
+            "variant_name": self.spec.variant_name,
+            "input": point["input"],
+            "internal": True,
+            "tags": self._tags(point),
+            "cache_options": {"enabled": self.spec.inference_cache},
+        }
+        for key in ("additional_tools", "allowed_tools", "tool_choice", "parallel_tool_calls", "output_schema"):
+            if point.get(key) is not None:
+                body[key] = point[key]
+        return await self._post("/inference", body)
+
+    async def _score(self, evaluator: Evaluator, point: dict, output: Any) -> tuple[Any, str | None]:
+        if not isinstance(evaluator.config, LlmJudgeEvaluator):
+            return heuristic_score(evaluator.config, point.get("output"), output), None
+        judge = evaluator.config
+        reference = point.get("output")
+        if judge.include.reference_output and reference is None:
+            return None, None
+        arguments = {
+            "input": serialize(point["input"]),
+            "generated_output": serialize(output),
+            "reference_output": serialize(reference) if judge.include.reference_output else None,
+        }
+        answer = await self._post(
+            "/inference",
+            {
+                "function_name": evaluator.judge_function,
+                "input": {
+                    "messages": [
+                        {"role": "user", "content": [{"type": "template", "name": "user", "arguments": arguments}]}
+                    ]
+                },
+                "internal": True,
+                "tags": {**self._tags(point), "tensorzero::evaluator_name": evaluator.name},
+            },
+        )
+        parsed = (answer.get("output") or {}).get("parsed")
+        if not isinstance(parsed, dict) or "score" not in parsed:
+            raise GatewayFailure(f"judge `{evaluator.name}` answered outside its schema: {answer.get('output')}")
+        return parsed["score"], answer["inference_id"]
+
+    async def _feedback(self, evaluator: Evaluator, point: dict, inference_id: str, value: Any, judge_id: str | None):
+        tags = {**self._tags(point), "tensorzero::evaluator_name": evaluator.name}
+        if judge_id is not None:
+            tags["tensorzero::evaluator_inference_id"] = judge_id
+        await self._post(
+            "/feedback",
+            {
+                "metric_name": evaluator.metric_name,
+                "inference_id": inference_id,
+                "value": value,
+                "internal": True,
+                "tags": tags,
+            },
+        )
+
+    async def _post(self, path: str, body: dict) -> dict[str, Any]:
+        try:
+            response = await self.client.post(path, json=body)
+        except httpx.HTTPError as exc:
+            raise GatewayFailure(f"{path}: {type(exc).__name__}: {exc}") from None
+        if response.status_code >= 400:
+            try:
+                message = response.json().get("error", response.text)
+            except ValueError:
+                message = response.text
+            raise GatewayFailure(f"{path}: {response.status_code}: {message}")
+        return response.json()
+
+
+class GatewayFailure(Exception):
+    """A call to the gateway failed; the datapoint or evaluator records it and the run goes on."""

@@ -1,0 +1,230 @@
+"""Evaluations against an in-process gateway over the session's store: evaluators from both
+config forms, known exact-match and regex rates with the right intervals, an LLM judge that is
+a served function, scores stored as feedback under TensorZero's names, cutoffs and adaptive
+stopping, and clear failures before any inference for bad names."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import textwrap
+
+import httpx
+import pytest
+
+from tensorzero_ray.config import ConfigError, load_config
+from tensorzero_ray.evaluations import cli
+from tensorzero_ray.providers.dummy import ALTERNATE, MEGUMIN
+from tensorzero_ray.serve.gateway import create_app
+from tensorzero_ray.serve.routers import LocalRouters
+from tensorzero_ray.statistics import wilson
+
+CONFIG = """
+[functions.story]
+type = "chat"
+[functions.story.variants.good]
+type = "chat_completion"
+model = "dummy::good"
+[functions.story.variants.alternate]
+type = "chat_completion"
+model = "dummy::alternate"
+
+[functions.story.evaluators.matches]
+type = "exact_match"
+
+[functions.story.evaluators.explodes]
+type = "regex"
+must_match = "thunderous"
+must_not_match = "gentle rain"
+
+[functions.story.evaluators.no_tools]
+type = "tool_use"
+behavior = "none"
+
+[functions.story.evaluators.judge]
+type = "llm_judge"
+output_type = "boolean"
+optimize = "max"
+[functions.story.evaluators.judge.variants.yes]
+type = "chat_completion"
+model = "dummy::llm_judge::true"
+system_instructions = "judge.txt"
+json_mode = "strict"
+
+[evaluations.legacy]
+type = "static"
+function_name = "story"
+[evaluations.legacy.evaluators.matches]
+type = "exact_match"
+"""
+DATASET = "stories"
+# Three references equal to what `good` answers, one that is not: exact match 3/4 for `good`.
+REFERENCES = [MEGUMIN, MEGUMIN, MEGUMIN, "Something else entirely."]
+
+
+@pytest.fixture(scope="module")
+def config_file(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("evaluations")
+    (folder / "tensorzero.toml").write_text(textwrap.dedent(CONFIG))
+    (folder / "judge.txt").write_text("Answer true if the story is good.")
+    return folder / "tensorzero.toml"
+
+
+@pytest.fixture(scope="module")
+async def client(config_file, observability):
+    config = load_config(str(config_file))
+    routers = LocalRouters(config, observability)
+    transport = httpx.ASGITransport(app=create_app(config, routers, observability))
+    async with httpx.AsyncClient(transport=transport, base_url="http://localhost", timeout=60) as http:
+        points = [
+            {
+                "type": "chat",
+                "function_name": "story",
+                "input": {"messages": [{"role": "user", "content": f"Tell story #{n}"}]},
+                "output": [{"type": "text", "text": reference}],
+            }
+            for n, reference in enumerate(REFERENCES)
+        ]
+        created = await http.post(f"/v1/datasets/{DATASET}/datapoints", json={"datapoints": points})
+        assert created.status_code == 200, created.text
+        yield http
+    await routers.aclose()
+
+
+def args(config_file, *extra: str) -> argparse.Namespace:
+    return cli.parser().parse_args(["--config-file", str(config_file), "--format", "jsonl", *extra])
+
+
+async def evaluate(client, config_file, *extra: str) -> tuple[int, list[dict]]:
+    out = io.StringIO()
+    status = await cli.run(args(config_file, *extra), client, out)
+    return status, [json.loads(line) for line in out.getvalue().splitlines()]
+
+
+async def test_known_rates_come_out_with_wilson_intervals_and_are_stored_as_feedback(
+    client, config_file, observability
+):
+    status, records = await evaluate(
+        client, config_file, "--function-name", "story", "--variant-name", "good", "--dataset-name", DATASET,
+        "--concurrency", "4",
+    )  # fmt: skip
+    assert status == 0
+    header, rows = records[0], records[1:]
+    assert header["num_datapoints"] == 4 and set(header) == {"evaluation_run_id", "num_datapoints"}
+    assert all(r["type"] == "success" for r in rows) and len(rows) == 4
+    assert set(rows[0]) == {"type", "datapoint", "response", "evaluations", "evaluator_errors"}
+    matches = [r["evaluations"]["matches"] for r in rows]
+    assert sorted(matches) == [False, True, True, True]
+    assert all(r["evaluations"]["explodes"] is True for r in rows)  # only MEGUMIN is thunderous
+    assert all(r["evaluations"]["judge"] is True and r["evaluations"]["no_tools"] is True for r in rows)
+
+    run_id = header["evaluation_run_id"]
+    await observability.flush()
+    stored = await observability.query(
+        "SELECT metric_name, toUInt8(value) AS v, tags FROM BooleanMetricFeedback "
+        "WHERE tags['tensorzero::evaluation_run_id'] = {r:String}",
+        {"r": run_id},
+    )
+    exact = [row for row in stored if row["metric_name"] == "tensorzero::function_name::story::evaluator_name::matches"]
+    assert sorted(row["v"] for row in exact) == [0, 1, 1, 1]
+    judged = [row for row in stored if row["tags"]["tensorzero::evaluator_name"] == "judge"]
+    assert len(judged) == 4 and all("tensorzero::evaluator_inference_id" in row["tags"] for row in judged)
+
+    out = io.StringIO()
+    pretty = args(config_file, "--function-name", "story", "--variant-name", "good", "--dataset-name", DATASET)
+    pretty.format = "pretty"
+    assert await cli.run(pretty, client, out) == 0
+    interval = wilson(4, 3)
+    assert f"matches: 0.7500 ± 0.2500 (n=4) 95% [{interval.low:.4f}, {interval.high:.4f}]" in out.getvalue()
+
+
+async def test_cutoffs_set_the_exit_status(client, config_file):
+    base = ["--function-name", "story", "--dataset-name", DATASET, "--evaluator-names", "matches,explodes"]
+    passed, _ = await evaluate(client, config_file, *base, "--variant-name", "good", "--cutoffs", "matches=0.7")
+    assert passed == 0
+    failed, records = await evaluate(
+        client, config_file, *base, "--variant-name", "alternate", "--cutoffs", "explodes=0.5"
+    )
+    assert failed == 1
+    assert all(r["evaluations"]["explodes"] is False and r["response"]["content"][0]["text"] == ALTERNATE
+               for r in records[1:])  # fmt: skip
+
+
+async def test_adaptive_stopping_ends_the_run_early(client, config_file):
+    status, records = await evaluate(
+        client, config_file, "--function-name", "story", "--variant-name", "good", "--dataset-name", DATASET,
+        "--evaluator-names", "explodes", "--adaptive-stopping-precision", "explodes=0.6",
+    )  # fmt: skip
+    # Wilson's half-width (the larger side) for 2 of 2 is 0.66, for 3 of 3 it is 0.56: three are enough.
+    assert status == 0 and len(records) - 1 == 3
+
+
+async def test_the_older_evaluations_table_names_its_metrics_after_the_evaluation(client, config_file, observability):
+    status, records = await evaluate(
+        client, config_file, "--evaluation-name", "legacy", "--variant-name", "good", "--dataset-name", DATASET
+    )
+    assert status == 0 and sorted(r["evaluations"]["matches"] for r in records[1:]) == [False, True, True, True]
+    await observability.flush()
+    stored = await observability.query(
+        "SELECT count() AS n FROM BooleanMetricFeedback WHERE metric_name = {m:String} "
+        "AND tags['tensorzero::evaluation_run_id'] = {r:String}",
+        {"m": "tensorzero::evaluation_name::legacy::evaluator_name::matches", "r": records[0]["evaluation_run_id"]},
+    )
+    assert stored[0]["n"] == 4
+
+
+@pytest.mark.parametrize(
+    "extra, fragment",
+    [
+        (["--function-name", "nope", "--variant-name", "good", "--dataset-name", DATASET], "Unknown function `nope`"),
+        (["--function-name", "story", "--evaluator-names", "nope", "--variant-name", "good", "--dataset-name", DATASET],
+         "Unknown evaluator `nope`"),
+        (["--function-name", "story", "--variant-name", "nope", "--dataset-name", DATASET], "Unknown variant `nope`"),
+        (["--function-name", "story", "--variant-name", "good", "--dataset-name", "empty"], "Unknown dataset: empty"),
+        (["--function-name", "story", "--variant-name", "good", "--datapoint-ids", "0196ff53-8b0c-7e72-a23a-2a1cd1a7a8e6"],
+         "Unknown datapoint"),
+        (["--evaluation-name", "nope", "--variant-name", "good", "--dataset-name", DATASET], "Unknown evaluation `nope`"),
+        (["--function-name", "story", "--variant-name", "good", "--dataset-name", DATASET, "--cutoffs", "zzz=1"],
+         "unknown evaluator `zzz`"),
+    ],
+    ids=["function", "evaluator", "variant", "dataset", "datapoint", "evaluation", "cutoff"],
+)  # fmt: skip
+async def test_bad_names_stop_the_run_before_any_inference(client, config_file, observability, capsys, extra, fragment):
+    before = await observability.query("SELECT count() AS n FROM ChatInference WHERE function_name = 'story'")
+    status, records = await evaluate(client, config_file, *extra)
+    assert status == 2 and records == []
+    assert fragment in capsys.readouterr().err
+    await observability.flush()
+    assert await observability.query("SELECT count() AS n FROM ChatInference WHERE function_name = 'story'") == before
+
+
+def test_a_typescript_evaluator_is_refused_at_start_up(tmp_path):
+    (tmp_path / "check.ts").write_text("export default () => true;")
+    (tmp_path / "tensorzero.toml").write_text(
+        textwrap.dedent(CONFIG)
+        + '\n[functions.story.evaluators.ts]\ntype = "typescript"\ntypescript_file = "check.ts"\n'
+        'output_type = "boolean"\noptimize = "max"\n'
+    )
+    (tmp_path / "judge.txt").write_text("x")
+    with pytest.raises(ConfigError, match="`typescript` evaluators are not supported"):
+        load_config(str(tmp_path / "tensorzero.toml"))
+
+
+@pytest.mark.parametrize(
+    "evaluator, fragment",
+    [
+        ('type = "regex"', "needs `must_match`, `must_not_match` or both"),
+        ('type = "regex"\nmust_match = "("', "not a valid regular expression"),
+        ('type = "llm_judge"\noutput_type = "float"\noptimize = "max"', "needs at least one variant"),
+    ],
+    ids=["regex-empty", "regex-invalid", "judge-without-variants"],
+)
+def test_bad_evaluators_are_named_at_start_up(tmp_path, evaluator, fragment):
+    (tmp_path / "judge.txt").write_text("x")
+    (tmp_path / "tensorzero.toml").write_text(
+        textwrap.dedent(CONFIG) + f"\n[functions.story.evaluators.bad]\n{evaluator}\n"
+    )
+    with pytest.raises(ConfigError) as refused:
+        load_config(str(tmp_path / "tensorzero.toml"))
+    assert "functions.story.evaluators.bad" in str(refused.value) and fragment in str(refused.value)
