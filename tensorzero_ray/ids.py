@@ -52,6 +52,15 @@ def uuid7_timestamp_ms(value: uuid.UUID) -> int:
     return value.int >> 80
 
 
+def is_workflow_episode(value: uuid.UUID) -> bool:
+    """Workflow-evaluation episodes are dated 10^10 s ahead; nothing else is."""
+    return uuid7_timestamp_ms(value) >= time.time() * 1000 + (WORKFLOW_EVALUATION_OFFSET_S - 3600) * 1000
+
+
+def workflow_episode_id() -> uuid.UUID:
+    return uuid7(int(time.time() * 1000) + WORKFLOW_EVALUATION_OFFSET_S * 1000)
+
+
 def validate_episode_id(raw: str | uuid.UUID) -> uuid.UUID:
     try:
         value = raw if isinstance(raw, uuid.UUID) else uuid.UUID(str(raw))

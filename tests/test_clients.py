@@ -205,6 +205,19 @@ def test_what_the_tensorzero_client_serialises_parses(serve_url):
             assert refused.value.status_code == 400 and "requires `dryrun: true`" in refused.value.text
 
 
+def test_workflow_evaluations_from_both_clients(serve_url):
+    with TensorZeroGateway.build_http(gateway_url=serve_url) as theirs:
+        run = theirs.workflow_evaluation_run(variants={"chat": "safe"}, project_name="clients", tags={"who": "pypi"})
+        episode = theirs.workflow_evaluation_run_episode(run_id=run.run_id, task_name="greet")
+        answer = theirs.inference(function_name="chat", input=CHAT_INPUT, episode_id=episode.episode_id)
+        assert answer.variant_name == "safe" and answer.episode_id == episode.episode_id
+    with TensorZeroRayClient(serve_url) as ours:
+        run_id = ours.workflow_evaluation_run(variants={"chat": "safe"}, display_name="ours")
+        episode_id = ours.workflow_evaluation_run_episode(run_id=run_id, task_name="greet", tags={"step": "1"})
+        answer = ours.inference(function_name="chat", input=CHAT_INPUT, episode_id=episode_id)
+        assert answer.variant_name == "safe" and str(answer.episode_id) == episode_id
+
+
 def test_a_ray_task_uses_the_in_cluster_client(serve_url):
     script = textwrap.dedent("""
         import asyncio, json, ray

@@ -228,3 +228,67 @@ def test_bad_evaluators_are_named_at_start_up(tmp_path, evaluator, fragment):
     with pytest.raises(ConfigError) as refused:
         load_config(str(tmp_path / "tensorzero.toml"))
     assert "functions.story.evaluators.bad" in str(refused.value) and fragment in str(refused.value)
+
+
+async def test_workflow_evaluation_runs_pin_and_tag_their_episodes(client, config_file, observability):
+    run = await client.post(
+        "/workflow_evaluation_run",
+        json={"variants": {"story": "alternate"}, "tags": {"experiment": "rain"}, "project_name": "stories"},
+    )
+    assert run.status_code == 200, run.text
+    run_id = run.json()["run_id"]
+    episode = await client.post(
+        f"/workflow_evaluation_run/{run_id}/episode", json={"task_name": "t1", "tags": {"k": "v"}}
+    )
+    episode_id = episode.json()["episode_id"]
+    body = {
+        "function_name": "story",
+        "episode_id": episode_id,
+        "input": {"messages": [{"role": "user", "content": "Hi"}]},
+    }
+    answer = await client.post("/inference", json=body)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["variant_name"] == "alternate" and answer.json()["content"][0]["text"] == ALTERNATE
+    pinned_elsewhere = await client.post("/inference", json={**body, "variant_name": "good"})
+    assert pinned_elsewhere.json()["variant_name"] == "good"  # an explicit variant still wins
+
+    await observability.flush()
+    stored = await observability.query(
+        "SELECT tags FROM ChatInference WHERE id = {i:UUID}", {"i": answer.json()["inference_id"]}
+    )
+    assert stored[0]["tags"] == {
+        "experiment": "rain",
+        "k": "v",
+        "tensorzero::workflow_evaluation_run_id": run_id,
+        "tensorzero::dynamic_evaluation_run_id": run_id,
+        "tensorzero::variant_pinned": "alternate",
+    }
+    # Another replica (nothing in its memory) finds the episode in the database.
+    config = load_config(str(config_file))
+    other = httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=create_app(config, LocalRouters(config, observability), observability)),
+        base_url="http://localhost",
+    )
+    async with other:
+        elsewhere = await other.post("/inference", json=body)
+        assert elsewhere.json()["variant_name"] == "alternate"
+        legacy = await other.post(f"/dynamic_evaluation_run/{run_id}/episode", json={})
+        assert legacy.status_code == 200 and legacy.json()["episode_id"] != episode_id
+
+
+async def test_workflow_evaluation_mistakes_are_named(client):
+    unknown_function = await client.post("/workflow_evaluation_run", json={"variants": {"nope": "x"}})
+    assert unknown_function.status_code == 404 and "Unknown function: nope" in unknown_function.text
+    unknown_variant = await client.post("/workflow_evaluation_run", json={"variants": {"story": "x"}})
+    assert unknown_variant.status_code == 404 and "Unknown variant: x" in unknown_variant.text
+    unknown_run = await client.post("/workflow_evaluation_run/0196ff53-8b0c-7e72-a23a-2a1cd1a7a8e6/episode", json={})
+    assert unknown_run.status_code == 404 and "Workflow evaluation run not found" in unknown_run.text
+    from tensorzero_ray.ids import workflow_episode_id
+
+    body = {
+        "function_name": "story",
+        "episode_id": str(workflow_episode_id()),
+        "input": {"messages": [{"role": "user", "content": "Hi"}]},
+    }
+    made_up = await client.post("/inference", json=body)
+    assert made_up.status_code == 400 and "no workflow evaluation run created it" in made_up.text

@@ -91,3 +91,22 @@ class DataMethods:
     def replay(self, **fields: Any) -> ReplayResult:
         """Stored inferences re-run on `variant_name` or `model_name`; a dry run by default."""
         return self._request("POST", "/v1/replay", body(**fields), ReplayResult.model_validate)
+
+    def workflow_evaluation_run(
+        self,
+        *,
+        variants: dict[str, str],
+        tags: dict[str, str] | None = None,
+        project_name: str | None = None,
+        display_name: str | None = None,
+    ) -> str:
+        """A workflow-evaluation run pinning these variants (function -> variant); its run id."""
+        payload = body(variants=variants, tags=tags, project_name=project_name, display_name=display_name)
+        return self._request("POST", "/workflow_evaluation_run", payload, lambda d: d["run_id"])
+
+    def workflow_evaluation_run_episode(
+        self, *, run_id: str, task_name: str | None = None, tags: dict[str, str] | None = None
+    ) -> str:
+        """An episode of that run; inferences with its id are pinned and tagged by the run."""
+        path = f"/workflow_evaluation_run/{quote(str(run_id), safe='')}/episode"
+        return self._request("POST", path, body(task_name=task_name, tags=tags), lambda d: d["episode_id"])

@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from tensorzero_ray import __version__
 from tensorzero_ray.config import Config
 from tensorzero_ray.errors import InvalidRequest, RouteNotFound, TensorZeroError, UnknownFunction
+from tensorzero_ray.evaluations.workflow import WorkflowEpisodeRequest, WorkflowEvaluations, WorkflowRunRequest
 from tensorzero_ray.feedback import FeedbackService
 from tensorzero_ray.serve.admission import Admission, LoadShedder
 from tensorzero_ray.serve.data_routes import add_data_routes
@@ -56,6 +57,7 @@ def create_app(
     feedback = FeedbackService(config, observability)
     app.state.routers = routers
     app.state.feedback = feedback
+    workflows = WorkflowEvaluations(config, observability)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
@@ -91,11 +93,24 @@ def create_app(
             return errors.native(exc)
         return json_response({"feedback_id": str(feedback_id)})
 
+    @app.post("/workflow_evaluation_run")
+    @app.post("/dynamic_evaluation_run")
+    async def workflow_evaluation_run(http_request: Request) -> Response:
+        request = parse_body(WorkflowRunRequest, await read_json(http_request))
+        return json_response({"run_id": await workflows.create_run(request)})
+
+    @app.post("/workflow_evaluation_run/{run_id}/episode")
+    @app.post("/dynamic_evaluation_run/{run_id}/episode")
+    async def workflow_evaluation_episode(run_id: str, http_request: Request) -> Response:
+        request = parse_body(WorkflowEpisodeRequest, await read_json(http_request))
+        return json_response({"episode_id": await workflows.create_episode(run_id, request)})
+
     @app.post("/inference")
     async def inference(http_request: Request) -> Response:
         function_name, request = parse_inference_request(await read_json(http_request))
         if not routers.knows(function_name):
             return errors.native(UnknownFunction(function_name))
+        await workflows.apply(function_name, request)
         if not request.stream:
             try:
                 # Not shielded: work for a client that hung up is dropped (it was never
@@ -111,7 +126,7 @@ def create_app(
             return errors.native(exc)
         return sse_response(_prepend(first, events))
 
-    add_openai_routes(app, config, routers)
+    add_openai_routes(app, config, routers, workflows)
     add_data_routes(app, config, routers, observability)
     if ui is not None:
         _add_ui_forwarding(app, ui)

@@ -39,7 +39,7 @@ logger = logging.getLogger(__name__)
 EMBEDDING_PREFIX = "tensorzero::embedding_model_name::"
 
 
-def add_openai_routes(app: FastAPI, config: Config, routers: Routers) -> None:
+def add_openai_routes(app: FastAPI, config: Config, routers: Routers, workflows) -> None:
     errors = ErrorResponses(structured=config.gateway.unstable_error_json)
     embeddings = EmbeddingRegistry(
         config.embedding_models, outbound_timeout_s=config.gateway.global_outbound_http_timeout_ms / 1000
@@ -57,6 +57,7 @@ def add_openai_routes(app: FastAPI, config: Config, routers: Routers) -> None:
             function_name, native = parse_inference_request(to_native(request))
             if not routers.knows(function_name):
                 raise UnknownFunction(function_name)
+            await workflows.apply(function_name, native)
         except Exception as exc:  # noqa: BLE001 - every failure gets OpenAI's error shape
             return errors.openai(exc)
         if not native.stream:

@@ -220,6 +220,28 @@ MIGRATIONS: tuple[Migration, ...] = (
         ) ENGINE = MergeTree ORDER BY (model_name, model_provider_name, id) {DEDUP}""",
         ),
     ),
+    Migration(
+        7,
+        "evaluation runs",
+        (
+            f"""CREATE TABLE IF NOT EXISTS DynamicEvaluationRun (
+            run_id_uint UInt128, variant_pins Map(String, String), tags Map(String, String),
+            project_name Nullable(String), run_display_name Nullable(String), is_deleted Bool DEFAULT false,
+            updated_at DateTime64(6, 'UTC') DEFAULT now64(6, 'UTC'), snapshot_hash Nullable(UInt256)
+        ) ENGINE = ReplacingMergeTree(updated_at, is_deleted) ORDER BY run_id_uint {DEDUP}""",
+            f"""CREATE TABLE IF NOT EXISTS DynamicEvaluationRunEpisode (
+            run_id UUID, episode_id_uint UInt128, variant_pins Map(String, String), datapoint_name Nullable(String),
+            tags Map(String, String), is_deleted Bool DEFAULT false,
+            updated_at DateTime64(6, 'UTC') DEFAULT now64(6, 'UTC'), snapshot_hash Nullable(UInt256)
+        ) ENGINE = ReplacingMergeTree(updated_at, is_deleted) ORDER BY episode_id_uint {DEDUP}""",
+            f"""CREATE TABLE IF NOT EXISTS InferenceEvaluationRuns (
+            run_id_uint UInt128, evaluation_name String, function_name String, function_type LowCardinality(String),
+            dataset_name String, variant_names Array(String), metrics String, source LowCardinality(String),
+            snapshot_hash Nullable(String), created_at DateTime64(3, 'UTC') DEFAULT now64(3, 'UTC'),
+            updated_at DateTime64(3, 'UTC') DEFAULT now64(3, 'UTC')
+        ) ENGINE = ReplacingMergeTree(updated_at) ORDER BY run_id_uint {DEDUP}""",
+        ),
+    ),
 )
 
 BOOKKEEPING = """CREATE TABLE IF NOT EXISTS TensorZeroMigration (

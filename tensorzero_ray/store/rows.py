@@ -154,3 +154,39 @@ class ModelProviderFailureRow(Row):
     model_name: str
     model_provider_name: str
     error: str
+
+
+# UInt128 columns travel as decimal strings: JSON (and our journals) stop at 64-bit integers,
+# and ClickHouse reads quoted integers.
+
+
+class WorkflowEvaluationRunRow(Row):
+    """A workflow-evaluation run (TensorZero keeps them under their older name)."""
+
+    table: str = Field(default="DynamicEvaluationRun", exclude=True)
+    run_id_uint: str
+    variant_pins: dict[str, str] = Field(default_factory=dict)
+    tags: dict[str, str] = Field(default_factory=dict)
+    project_name: str | None = None
+    run_display_name: str | None = None
+
+
+class WorkflowEvaluationEpisodeRow(Row):
+    table: str = Field(default="DynamicEvaluationRunEpisode", exclude=True)
+    run_id: uuid.UUID
+    episode_id_uint: str
+    variant_pins: dict[str, str] = Field(default_factory=dict)
+    datapoint_name: str | None = None
+    tags: dict[str, str] = Field(default_factory=dict)
+
+
+class InferenceEvaluationRunRow(Row):
+    table: str = Field(default="InferenceEvaluationRuns", exclude=True)
+    run_id_uint: str
+    evaluation_name: str
+    function_name: str
+    function_type: str
+    dataset_name: str
+    variant_names: list[str]
+    metrics: str
+    source: str
