@@ -13,6 +13,7 @@ import textwrap
 import httpx
 import pytest
 
+from tensorzero_ray.client import AsyncTensorZeroRayClient
 from tensorzero_ray.config import ConfigError, load_config
 from tensorzero_ray.evaluations import cli
 from tensorzero_ray.providers.dummy import ALTERNATE, MEGUMIN
@@ -292,3 +293,31 @@ async def test_workflow_evaluation_mistakes_are_named(client):
     }
     made_up = await client.post("/inference", json=body)
     assert made_up.status_code == 400 and "no workflow evaluation run created it" in made_up.text
+
+
+async def test_the_gateway_runs_an_evaluation_as_a_stream_and_records_the_run(client, observability):
+    transport = client._transport
+    async with AsyncTensorZeroRayClient("http://localhost", transport=transport) as ours:
+        events = [
+            event
+            async for event in ours.experimental_run_evaluation(
+                function_name="story", evaluator_names=["matches"], dataset_name=DATASET, variant_name="good",
+                concurrency=2,
+            )
+        ]  # fmt: skip
+    assert [e["type"] for e in events] == ["start", "success", "success", "success", "success", "complete"]
+    start = events[0]
+    assert start["num_datapoints"] == 4 and start["variant_name"] == "good" and start["dataset_name"] == DATASET
+    assert sorted(e["evaluations"]["matches"] for e in events[1:-1]) == [False, True, True, True]
+    await observability.flush()
+    rows = await observability.query(
+        "SELECT function_name, function_type, dataset_name, variant_names, source, metrics FROM InferenceEvaluationRuns "
+        "WHERE run_id_uint = toUInt128({r:UUID})",
+        {"r": start["evaluation_run_id"]},
+    )
+    assert len(rows) == 1 and rows[0]["variant_names"] == ["good"] and rows[0]["source"] == "ui"
+    assert json.loads(rows[0]["metrics"])[0]["name"] == "tensorzero::function_name::story::evaluator_name::matches"
+    bad = await client.post(
+        "/internal/evaluations/run", json={"function_name": "story", "variant_name": "nope", "dataset_name": DATASET}
+    )
+    assert bad.status_code == 400 and "Unknown variant `nope`" in bad.text

@@ -57,13 +57,22 @@ class TensorZeroRayClient(DataMethods):
         return parse_response(response.json())
 
     def _stream(self, payload: dict) -> Iterator[InferenceChunk]:
-        with self._http.stream("POST", "/inference", json=payload) as response:
+        for data in self._events("/inference", payload):
+            yield parse_chunk(data)
+
+    def _events(self, path: str, payload: dict) -> Iterator[dict]:
+        with self._http.stream("POST", path, json=payload) as response:
             if response.status_code != 200:
                 raise error_from(response.status_code, response.read().decode())
             for line in response.iter_lines():
                 data = sse_payload(line)
                 if data is not None:
-                    yield parse_chunk(data)
+                    yield data
+
+    def experimental_run_evaluation(self, **fields: Any) -> Iterator[dict]:
+        """Run an evaluation in the gateway (fields of POST /internal/evaluations/run); its
+        events as they come: start, success or error per datapoint, complete."""
+        return self._events("/internal/evaluations/run", body(**fields))
 
     def feedback(self, *, metric_name: str, value: Any, **fields: Any) -> FeedbackResponse:
         response = self._http.post("/feedback", json=body(metric_name=metric_name, value=value, **fields))
@@ -113,13 +122,21 @@ class AsyncTensorZeroRayClient(DataMethods):
         return parse_response(response.json())
 
     async def _stream(self, payload: dict) -> AsyncIterator[InferenceChunk]:
-        async with self._http.stream("POST", "/inference", json=payload) as response:
+        async for data in self._events("/inference", payload):
+            yield parse_chunk(data)
+
+    async def _events(self, path: str, payload: dict) -> AsyncIterator[dict]:
+        async with self._http.stream("POST", path, json=payload) as response:
             if response.status_code != 200:
                 raise error_from(response.status_code, (await response.aread()).decode())
             async for line in response.aiter_lines():
                 data = sse_payload(line)
                 if data is not None:
-                    yield parse_chunk(data)
+                    yield data
+
+    def experimental_run_evaluation(self, **fields: Any) -> AsyncIterator[dict]:
+        """Run an evaluation in the gateway; `async for event in ...` as they come."""
+        return self._events("/internal/evaluations/run", body(**fields))
 
     async def feedback(self, *, metric_name: str, value: Any, **fields: Any) -> FeedbackResponse:
         response = await self._http.post("/feedback", json=body(metric_name=metric_name, value=value, **fields))

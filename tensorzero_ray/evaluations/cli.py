@@ -8,6 +8,7 @@ import argparse
 import asyncio
 import json
 import sys
+from dataclasses import replace
 
 import httpx
 
@@ -97,6 +98,7 @@ def build_spec(args, config) -> EvaluationSpec:
         concurrency=args.concurrency,
         max_datapoints=args.max_datapoints,
         inference_cache=args.inference_cache,
+        function_type=config.functions[function_name].type,
         precision_targets=pairs(args.adaptive_stopping_precision, "--adaptive-stopping-precision", known),
     )
 
@@ -168,6 +170,11 @@ async def sweep(args, client: httpx.AsyncClient, spec: EvaluationSpec, cutoffs: 
 
     variants = variants_of(args)
     points = await EvaluationRunner(client, spec).datapoints()
+    run_ids = {}
+    for variant in variants:
+        runner = EvaluationRunner(client, replace(spec, variant_name=variant))
+        await runner.record_run([variant])
+        run_ids[variant] = runner.run_id
     progress = tqdm(total=len(points) * len(variants), desc="evaluating", file=sys.stderr, mininterval=1.0)
 
     def on_record(record: dict) -> None:
@@ -177,7 +184,7 @@ async def sweep(args, client: httpx.AsyncClient, spec: EvaluationSpec, cutoffs: 
 
     try:
         results = await asyncio.to_thread(
-            run_sweep, args.gateway_url, spec, variants, points,
+            run_sweep, args.gateway_url, spec, run_ids, points,
             workers=args.workers, cpus_per_worker=args.cpus_per_worker, on_record=on_record,
         )  # fmt: skip
     finally:

@@ -35,6 +35,8 @@ class EvaluationSpec:
     inference_cache: str = "off"
     precision_targets: dict[str, float] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
+    source: str = "cli"
+    function_type: str = "chat"
 
 
 @dataclass
@@ -101,9 +103,36 @@ class EvaluationRunner:
         """JSONL records as TensorZero's runner writes them: the run header, then one record per
         datapoint as it finishes. Stops early once every targeted evaluator is precise enough."""
         points = await self.datapoints()
+        await self.record_run([self.spec.variant_name])
         yield {"evaluation_run_id": self.run_id, "num_datapoints": len(points)}
         async for record in self.evaluate(points):
             yield record
+
+    async def record_run(self, variant_names: list[str]) -> None:
+        """The run's row (which function, dataset, variants and metrics), for the UI's lists."""
+        spec = self.spec
+        body = {
+            "evaluation_run_id": self.run_id,
+            "evaluation_name": spec.evaluation_name or "",
+            "function_name": spec.function_name,
+            "function_type": spec.function_type,
+            "dataset_name": spec.dataset_name or "",
+            "variant_names": variant_names,
+            "metrics": [
+                {
+                    "name": e.metric_name,
+                    "evaluator_name": e.name,
+                    "value_type": "boolean" if e.boolean else "float",
+                    "optimize": e.optimize,
+                }
+                for e in spec.evaluators
+            ],  # fmt: skip
+            "source": spec.source,
+        }
+        try:
+            await self._post("/internal/evaluations/runs", body)
+        except GatewayFailure as exc:
+            raise EvaluationSetupError(f"Could not record the run: {exc}") from None
 
     async def evaluate(self, points: list[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
         """Records for these datapoints as they finish (a sweep gives each worker a share)."""

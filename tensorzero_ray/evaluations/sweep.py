@@ -11,7 +11,6 @@ from typing import Any
 
 from tensorzero_ray.evaluations.catalog import EvaluationSetupError, Evaluator
 from tensorzero_ray.evaluations.runner import EvaluationSpec
-from tensorzero_ray.ids import uuid7
 from tensorzero_ray.statistics import PairedDifference, ScoreSummary, paired_difference, summarize
 
 
@@ -64,7 +63,7 @@ def _evaluate_shard(gateway_url: str, spec: EvaluationSpec, run_id: str, points:
 def run_sweep(
     gateway_url: str,
     spec: EvaluationSpec,
-    variants: list[str],
+    run_ids: dict[str, str],
     points: list[dict],
     *,
     workers: int,
@@ -77,7 +76,8 @@ def run_sweep(
         ray.init(address="auto", logging_level="ERROR")
     check_capacity(workers, cpus_per_worker)
     remote = ray.remote(num_cpus=cpus_per_worker, max_retries=0)(_evaluate_shard)
-    results = {v: VariantResult(v, str(uuid7())) for v in variants}
+    variants = list(run_ids)
+    results = {v: VariantResult(v, run_ids[v]) for v in variants}
     pending = {}
     queue = shards(points, variants, workers)
     while queue or pending:

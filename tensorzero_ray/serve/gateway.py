@@ -19,6 +19,7 @@ from tensorzero_ray.evaluations.workflow import WorkflowEpisodeRequest, Workflow
 from tensorzero_ray.feedback import FeedbackService
 from tensorzero_ray.serve.admission import Admission, LoadShedder
 from tensorzero_ray.serve.data_routes import add_data_routes
+from tensorzero_ray.serve.evaluation_routes import add_evaluation_routes
 from tensorzero_ray.serve.http_io import (
     ErrorResponses,
     json_response,
@@ -127,6 +128,7 @@ def create_app(
         return sse_response(_prepend(first, events))
 
     add_openai_routes(app, config, routers, workflows)
+    add_evaluation_routes(app, config, observability)
     add_data_routes(app, config, routers, observability)
     if ui is not None:
         _add_ui_forwarding(app, ui)
