@@ -321,3 +321,42 @@ async def test_the_gateway_runs_an_evaluation_as_a_stream_and_records_the_run(cl
         "/internal/evaluations/run", json={"function_name": "story", "variant_name": "nope", "dataset_name": DATASET}
     )
     assert bad.status_code == 400 and "Unknown variant `nope`" in bad.text
+
+
+async def test_a_human_score_of_the_same_output_is_reused_instead_of_the_judge(client, config_file, observability):
+    base = [
+        "--function-name",
+        "story",
+        "--evaluator-names",
+        "judge",
+        "--variant-name",
+        "good",
+        "--dataset-name",
+        DATASET,
+    ]
+    _, first = await evaluate(client, config_file, *base)
+    scored = first[1]
+    assert scored["evaluations"]["judge"] is True  # the dummy judge always says yes
+    human = await client.post(
+        "/feedback",
+        json={
+            "metric_name": "tensorzero::function_name::story::evaluator_name::judge",
+            "inference_id": scored["response"]["inference_id"],
+            "value": False,
+            "internal": True,
+            "tags": {"tensorzero::datapoint_id": scored["datapoint"]["id"], "tensorzero::human_feedback": "true"},
+        },
+    )
+    assert human.status_code == 200, human.text
+    await observability.flush()
+    _, second = await evaluate(client, config_file, *base)
+    verdicts = {r["datapoint"]["id"]: r["evaluations"]["judge"] for r in second[1:]}
+    # The person's "no" covers that datapoint's identical output; the judge still answers the rest.
+    assert verdicts.pop(scored["datapoint"]["id"]) is False and set(verdicts.values()) == {True}
+    await observability.flush()
+    derived = await observability.query(
+        "SELECT count() AS n FROM BooleanMetricFeedback WHERE tags['tensorzero::evaluation_run_id'] = {r:String} "
+        "AND tags['tensorzero::derived_from_human_feedback'] = 'true'",
+        {"r": second[0]["evaluation_run_id"]},
+    )
+    assert derived[0]["n"] == 1

@@ -9,11 +9,11 @@ import re
 import pytest
 
 from tensorzero_ray.config.functions import AdaptiveExperimentation, ChatFunctionConfig
+from tensorzero_ray.statistics import wilson
 from tensorzero_ray.ui.charts import Series, line_chart, time_ticks
 from tensorzero_ray.ui.observability_pages import default_metric
 from tensorzero_ray.ui.queries import bucket_starts, with_gaps, zero_filled
 from tensorzero_ray.ui.render import _short_id
-from tensorzero_ray.statistics import wilson
 
 
 @pytest.mark.parametrize(

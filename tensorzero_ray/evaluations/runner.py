@@ -15,11 +15,14 @@ import httpx
 
 from tensorzero_ray.config.functions import LlmJudgeEvaluator
 from tensorzero_ray.evaluations.catalog import EvaluationSetupError, Evaluator, serialize
+from tensorzero_ray.evaluations.human_feedback import DERIVED_TAG
 from tensorzero_ray.evaluations.scoring import heuristic_score
 from tensorzero_ray.ids import uuid7
 from tensorzero_ray.statistics import ScoreSummary, summarize
 
 PAGE = 1000
+# Stands for the judge's inference when a person's earlier score was reused instead.
+HUMAN = "human"
 
 
 @dataclass
@@ -142,7 +145,11 @@ class EvaluationRunner:
 
         async def one(point: dict) -> None:
             async with gate:
-                await done.put(await self._evaluate(point))
+                try:
+                    record = await self._evaluate(point)
+                except Exception as exc:  # noqa: BLE001 - a datapoint that breaks is reported, the run goes on
+                    record = {"type": "error", "datapoint_id": point["id"], "message": f"{type(exc).__name__}: {exc}"}
+                await done.put(record)
 
         tasks = [asyncio.create_task(one(point)) for point in points]
         try:
@@ -238,6 +245,14 @@ class EvaluationRunner:
         reference = point.get("output")
         if judge.include.reference_output and reference is None:
             return None, None
+        human = await self._post(
+            f"/internal/evaluations/datapoints/{point['id']}/get_human_feedback",
+            {"metric_name": evaluator.metric_name, "output": output},
+        )
+        if human["human_feedback"] is not None:
+            # A person already scored this very output: their verdict, not the judge's.
+            return human["human_feedback"]["value"], HUMAN
+
         arguments = {
             "input": serialize(point["input"]),
             "generated_output": serialize(output),
@@ -263,7 +278,9 @@ class EvaluationRunner:
 
     async def _feedback(self, evaluator: Evaluator, point: dict, inference_id: str, value: Any, judge_id: str | None):
         tags = {**self._tags(point), "tensorzero::evaluator_name": evaluator.name}
-        if judge_id is not None:
+        if judge_id == HUMAN:
+            tags[DERIVED_TAG] = "true"
+        elif judge_id is not None:
             tags["tensorzero::evaluator_inference_id"] = judge_id
         await self._post(
             "/feedback",

@@ -13,6 +13,13 @@ import orjson
 from tensorzero_ray.config import Config
 from tensorzero_ray.config.functions import ChatFunctionConfig, JsonFunctionConfig
 from tensorzero_ray.errors import InvalidRequest, TensorZeroError, UnknownName
+from tensorzero_ray.evaluations.human_feedback import (
+    DATAPOINT_TAG,
+    EVALUATOR_INFERENCE_TAG,
+    NO_INFERENCE,
+    canonical_output,
+    is_human_feedback,
+)
 from tensorzero_ray.ids import uuid7, uuid7_timestamp_ms
 from tensorzero_ray.inference.tools import ToolCatalog
 from tensorzero_ray.inference.written_outputs import chat_output_blocks, json_output_value
@@ -21,6 +28,7 @@ from tensorzero_ray.store.rows import (
     BooleanMetricFeedbackRow,
     CommentFeedbackRow,
     DemonstrationFeedbackRow,
+    EvaluationHumanFeedbackRow,
     FloatMetricFeedbackRow,
     Row,
 )
@@ -75,10 +83,36 @@ class FeedbackService:
         self._check_value_type(request.metric_name, kind, request.value)
         found = await self._find_target(target, target_level)
         feedback_id = uuid7()
-        row = await self._row(request, kind, feedback_id, target, target_level, found)
+        rows = [await self._row(request, kind, feedback_id, target, target_level, found)]
+        if kind in ("boolean", "float") and target_level == "inference" and is_human_feedback(request.tags):
+            rows.append(await self._human_score(request, feedback_id, target, found))
         if not request.dryrun:
-            await self.observability.record([row])
+            await self.observability.record(rows)
         return feedback_id
+
+    async def _human_score(self, request: FeedbackRequest, feedback_id: uuid.UUID, target: uuid.UUID, found) -> Row:
+        """A person's score of an evaluated output, kept for later runs to reuse (spec §7.3)."""
+        try:
+            datapoint_id = uuid.UUID(request.tags[DATAPOINT_TAG])
+            judge_inference = uuid.UUID(request.tags.get(EVALUATOR_INFERENCE_TAG) or NO_INFERENCE)
+        except ValueError:
+            raise InvalidRequest(
+                f"`{DATAPOINT_TAG}` and `{EVALUATOR_INFERENCE_TAG}` tags must be UUIDs on human feedback"
+            ) from None
+        table = "JsonInference" if (found or {}).get("function_type") == "json" else "ChatInference"
+        stored = await self.observability.query(
+            f"SELECT output FROM {table} WHERE id = {{id:UUID}} LIMIT 1", {"id": target}
+        )
+        if not stored:
+            raise InvalidRequest(f"Inference ID: {target} has no stored output to attach human feedback to yet")
+        return EvaluationHumanFeedbackRow(
+            metric_name=request.metric_name,
+            datapoint_id=datapoint_id,
+            output=canonical_output(stored[0]["output"]),
+            value=orjson.dumps(request.value).decode(),
+            feedback_id=feedback_id,
+            evaluator_inference_id=judge_inference,
+        )
 
     def _metric(self, name: str) -> tuple[str | None, str]:
         """(required level or None for either, value kind)."""

@@ -16,7 +16,9 @@ from fastapi.responses import Response
 from pydantic import Field
 
 from tensorzero_ray.config import Config
+from tensorzero_ray.errors import InvalidRequest
 from tensorzero_ray.evaluations.catalog import EvaluationSetupError, select
+from tensorzero_ray.evaluations.human_feedback import canonical_output
 from tensorzero_ray.evaluations.runner import EvaluationRunner, EvaluationSpec
 from tensorzero_ray.serve.http_io import json_response, parse_body, read_json, sse_response
 from tensorzero_ray.store.rows import InferenceEvaluationRunRow
@@ -34,6 +36,11 @@ class RunEvaluationRequest(NullMeansDefault):
     inference_cache: str = "off"
     max_datapoints: int | None = Field(default=None, ge=1)
     precision_targets: dict[str, float] = Field(default_factory=dict)
+
+
+class HumanFeedbackQuery(NullMeansDefault):
+    metric_name: str
+    output: Any
 
 
 class EvaluationRunRecord(NullMeansDefault):
@@ -68,6 +75,32 @@ def add_evaluation_routes(app: FastAPI, config: Config, observability) -> None:
             )
         return json_response({"evaluation_run_id": record.evaluation_run_id})
 
+    @app.post("/internal/evaluations/datapoints/{datapoint_id}/get_human_feedback")
+    async def get_human_feedback(datapoint_id: str, http: Request) -> Response:
+        request = parse_body(HumanFeedbackQuery, await read_json(http))
+        try:
+            datapoint = uuid.UUID(datapoint_id)
+        except ValueError:
+            raise InvalidRequest(f"Invalid datapoint id: `{datapoint_id}`") from None
+        rows = []
+        if observability is not None:
+            rows = await observability.query(
+                "SELECT value, toString(feedback_id) AS feedback, toString(evaluator_inference_id) AS judge "
+                "FROM StaticEvaluationHumanFeedback "
+                "WHERE metric_name = {m:String} AND datapoint_id = {d:UUID} AND output = {o:String} "
+                "ORDER BY toUInt128(feedback_id) DESC LIMIT 1",
+                {"m": request.metric_name, "d": datapoint, "o": canonical_output(request.output)},
+            )
+        found = None
+        if rows:
+            row = rows[0]
+            found = {
+                "value": orjson.loads(row["value"]),
+                "feedback_id": row["feedback"],
+                "evaluator_inference_id": row["judge"],
+            }
+        return json_response({"human_feedback": found})
+
     @app.post("/internal/evaluations/run")
     async def run_evaluation(http: Request) -> Response:
         request = parse_body(RunEvaluationRequest, await read_json(http))
@@ -76,8 +109,6 @@ def add_evaluation_routes(app: FastAPI, config: Config, observability) -> None:
 
 
 def _spec(config: Config, request: RunEvaluationRequest) -> EvaluationSpec:
-    from tensorzero_ray.errors import InvalidRequest
-
     try:
         function_name, evaluators = select(
             config,

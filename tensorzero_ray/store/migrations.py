@@ -240,6 +240,11 @@ MIGRATIONS: tuple[Migration, ...] = (
             snapshot_hash Nullable(String), created_at DateTime64(3, 'UTC') DEFAULT now64(3, 'UTC'),
             updated_at DateTime64(3, 'UTC') DEFAULT now64(3, 'UTC')
         ) ENGINE = ReplacingMergeTree(updated_at) ORDER BY run_id_uint {DEDUP}""",
+            """CREATE TABLE IF NOT EXISTS StaticEvaluationHumanFeedback (
+            metric_name LowCardinality(String), datapoint_id UUID, output String, value String,
+            feedback_id UUID, evaluator_inference_id UUID, timestamp DateTime MATERIALIZED UUIDv7ToDateTime(feedback_id)
+        ) ENGINE = MergeTree ORDER BY (metric_name, datapoint_id, output) SETTINGS index_granularity = 256,
+            non_replicated_deduplication_window = 10000""",
         ),
     ),
 )

@@ -190,3 +190,16 @@ class InferenceEvaluationRunRow(Row):
     variant_names: list[str]
     metrics: str
     source: str
+
+
+class EvaluationHumanFeedbackRow(Row):
+    """A person's score of one output on one datapoint, reused instead of asking the judge
+    again about the same output."""
+
+    table: str = Field(default="StaticEvaluationHumanFeedback", exclude=True)
+    metric_name: str
+    datapoint_id: uuid.UUID
+    output: str
+    value: str
+    feedback_id: uuid.UUID
+    evaluator_inference_id: uuid.UUID
