@@ -15,7 +15,8 @@ import pytest
 
 from tensorzero_ray.client import AsyncTensorZeroRayClient
 from tensorzero_ray.config import ConfigError, load_config
-from tensorzero_ray.evaluations import cli
+from tensorzero_ray.evaluations import calibration_cli, cli
+from tensorzero_ray.evaluations.calibration import boolean_agreement, float_agreement, kappa_reading
 from tensorzero_ray.providers.dummy import ALTERNATE, MEGUMIN
 from tensorzero_ray.serve.gateway import create_app
 from tensorzero_ray.serve.routers import LocalRouters
@@ -360,3 +361,59 @@ async def test_a_human_score_of_the_same_output_is_reused_instead_of_the_judge(c
         {"r": second[0]["evaluation_run_id"]},
     )
     assert derived[0]["n"] == 1
+
+
+def test_agreement_statistics_match_hand_computed_values():
+    pairs = [(True, True)] * 20 + [(True, False)] * 5 + [(False, True)] * 10 + [(False, False)] * 15
+    found = boolean_agreement(pairs)
+    # observed agreement 0.7; chance 0.5 x 0.6 + 0.5 x 0.4 = 0.5; kappa (0.7 - 0.5) / 0.5
+    assert found.accuracy == 0.7 and found.kappa == pytest.approx(0.4)
+    assert found.confusion == {True: {True: 20, False: 5}, False: {True: 10, False: 15}}
+    assert (found.accuracy_low, found.accuracy_high) == (wilson(50, 35).low, wilson(50, 35).high)
+    assert kappa_reading(found.kappa) == "fair"
+    linear = float_agreement([(0.1, 1.0), (0.2, 2.0), (0.3, 3.0)])
+    assert linear.correlation == pytest.approx(1.0) and linear.mean_absolute_difference == pytest.approx(1.8)
+
+
+async def test_judge_calibration_reports_agreement_with_people(client, config_file, capsys):
+    base = [
+        "--function-name",
+        "story",
+        "--evaluator-names",
+        "judge",
+        "--variant-name",
+        "alternate",
+        "--dataset-name",
+        DATASET,
+    ]
+    _, records = await evaluate(client, config_file, *base)
+    for record, verdict in zip(records[1:4], (True, True, False)):
+        human = await client.post(
+            "/feedback",
+            json={
+                "metric_name": "tensorzero::function_name::story::evaluator_name::judge",
+                "inference_id": record["response"]["inference_id"],
+                "value": verdict,
+                "internal": True,
+                "tags": {"tensorzero::datapoint_id": record["datapoint"]["id"], "tensorzero::human_feedback": "true"},
+            },
+        )
+        assert human.status_code == 200, human.text
+    out = io.StringIO()
+    arguments = calibration_cli.parser().parse_args(
+        ["--config-file", str(config_file), "--function-name", "story", "--evaluator-name", "judge", "--format", "json"]
+    )
+    assert await calibration_cli.report(arguments, client, out) == 0
+    found = json.loads(out.getvalue())
+    # Across this module's runs the judge always said yes; people said yes on some outputs.
+    assert found["confusion"]["judge_False"] == {"human_True": 0, "human_False": 0}
+    assert (
+        found["count"]
+        == found["confusion"]["judge_True"]["human_True"] + found["confusion"]["judge_True"]["human_False"]
+    )
+    assert found["cohens_kappa"] == pytest.approx(0.0)
+    not_a_judge = calibration_cli.parser().parse_args(
+        ["--config-file", str(config_file), "--function-name", "story", "--evaluator-name", "matches"]
+    )
+    assert await calibration_cli.report(not_a_judge, client, io.StringIO()) == 2
+    assert "not an LLM judge" in capsys.readouterr().err

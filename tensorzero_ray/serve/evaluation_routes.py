@@ -17,6 +17,7 @@ from pydantic import Field
 
 from tensorzero_ray.config import Config
 from tensorzero_ray.errors import InvalidRequest
+from tensorzero_ray.evaluations.calibration import PAIRS_SQL
 from tensorzero_ray.evaluations.catalog import EvaluationSetupError, select
 from tensorzero_ray.evaluations.human_feedback import canonical_output
 from tensorzero_ray.evaluations.runner import EvaluationRunner, EvaluationSpec
@@ -41,6 +42,10 @@ class RunEvaluationRequest(NullMeansDefault):
 class HumanFeedbackQuery(NullMeansDefault):
     metric_name: str
     output: Any
+
+
+class AgreementQuery(NullMeansDefault):
+    metric_name: str
 
 
 class EvaluationRunRecord(NullMeansDefault):
@@ -100,6 +105,19 @@ def add_evaluation_routes(app: FastAPI, config: Config, observability) -> None:
                 "evaluator_inference_id": row["judge"],
             }
         return json_response({"human_feedback": found})
+
+    @app.post("/internal/evaluations/judge_agreement")
+    async def judge_agreement(http: Request) -> Response:
+        """A judge's scores paired with people's scores of the same inferences."""
+        request = parse_body(AgreementQuery, await read_json(http))
+        metric = config.metrics.get(request.metric_name)
+        if metric is None:
+            raise InvalidRequest(f"Unknown metric: {request.metric_name}")
+        table = "BooleanMetricFeedback" if metric.type == "boolean" else "FloatMetricFeedback"
+        rows = []
+        if observability is not None:
+            rows = await observability.query(PAIRS_SQL.format(table=table), {"m": request.metric_name})
+        return json_response({"value_type": metric.type, "pairs": rows})
 
     @app.post("/internal/evaluations/run")
     async def run_evaluation(http: Request) -> Response:
