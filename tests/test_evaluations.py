@@ -21,6 +21,7 @@ from tensorzero_ray.providers.dummy import ALTERNATE, MEGUMIN
 from tensorzero_ray.serve.gateway import create_app
 from tensorzero_ray.serve.routers import LocalRouters
 from tensorzero_ray.statistics import wilson
+from tensorzero_ray.ui.app import create_ui_app
 
 CONFIG = """
 [functions.story]
@@ -417,3 +418,53 @@ async def test_judge_calibration_reports_agreement_with_people(client, config_fi
     )
     assert await calibration_cli.report(not_a_judge, client, io.StringIO()) == 2
     assert "not an LLM judge" in capsys.readouterr().err
+
+
+async def test_the_ui_lists_runs_compares_them_and_takes_a_persons_score(client, config_file, observability):
+    base = ["--function-name", "story", "--evaluator-names", "matches,judge", "--dataset-name", DATASET]
+    _, good = await evaluate(client, config_file, *base, "--variant-name", "good")
+    _, alternate = await evaluate(client, config_file, *base, "--variant-name", "alternate")
+    runs = [good[0]["evaluation_run_id"], alternate[0]["evaluation_run_id"]]
+    await client.post("/workflow_evaluation_run", json={"variants": {"story": "good"}, "project_name": "ui-project"})
+    await observability.flush()
+    transport = httpx.ASGITransport(app=create_ui_app(load_config(str(config_file)), observability))
+    async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as browser:
+        listed = await browser.get("/evaluations")
+        assert listed.status_code == 200 and all(f'value="{r}"' in listed.text for r in runs)
+        compared = await browser.get("/evaluations/runs", params=[("run", runs[0]), ("run", runs[1])])
+        assert compared.status_code == 200, compared.text
+        page = compared.text
+        interval = wilson(4, 3)
+        assert f'0.750 <span class="muted">[{interval.low:.3f}, {interval.high:.3f}]</span>' in page  # good: 3 of 4
+        assert "0.000" in page and ALTERNATE in page and MEGUMIN in page
+        unknown = await browser.get(
+            "/evaluations/runs", params={"evaluation_run_ids": "0196ff53-8b0c-7e72-a23a-2a1cd1a7a8e6"}
+        )
+        assert unknown.status_code == 400 and "No evaluation run" in unknown.text
+        workflows = await browser.get("/workflow-evaluations")
+        assert workflows.status_code == 200 and "ui-project" in workflows.text and "story → good" in workflows.text
+
+        # A person says no to `good`'s first output on the judge; the form goes back to the comparison.
+        first = good[1]
+        issued = await browser.get("/evaluations", headers={"cookie": "fresh=1"})
+        cookie = next(c for c in issued.headers.get_list("set-cookie") if c.startswith("tzray_csrf="))
+        token = cookie.split(";", 1)[0].split("=", 1)[1]
+        fields = {
+            "csrf_token": token,
+            "metric_name": "tensorzero::function_name::story::evaluator_name::judge",
+            "inference_id": first["response"]["inference_id"],
+            "datapoint_id": first["datapoint"]["id"],
+            "evaluation_run_ids": ",".join(runs),
+            "value": "false",
+        }
+        posted = await browser.post(
+            "/evaluations/human_feedback",
+            data=fields,
+            headers={"cookie": f"tzray_csrf={token}", "origin": "http://localhost"},
+        )
+        assert posted.status_code == 303 and "/evaluations/runs?evaluation_run_ids=" in posted.headers["location"]
+    stored = await observability.query(
+        "SELECT value FROM StaticEvaluationHumanFeedback WHERE datapoint_id = {d:UUID} AND metric_name = {m:String}",
+        {"d": first["datapoint"]["id"], "m": fields["metric_name"]},
+    )
+    assert "false" in [row["value"] for row in stored]

@@ -249,9 +249,9 @@ class EvaluationRunner:
             f"/internal/evaluations/datapoints/{point['id']}/get_human_feedback",
             {"metric_name": evaluator.metric_name, "output": output},
         )
-        if human["human_feedback"] is not None:
+        if human["feedback"] is not None:
             # A person already scored this very output: their verdict, not the judge's.
-            return human["human_feedback"]["value"], HUMAN
+            return human["feedback"]["value"], HUMAN
 
         arguments = {
             "input": serialize(point["input"]),

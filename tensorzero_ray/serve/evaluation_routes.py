@@ -44,6 +44,13 @@ class HumanFeedbackQuery(NullMeansDefault):
     output: Any
 
 
+RUNS_SQL = (
+    "SELECT toString(uint_to_uuid(run_id_uint)) AS evaluation_run_id, evaluation_name, dataset_name, function_name, "
+    "variant_names, source, toString(created_at) AS created_at FROM InferenceEvaluationRuns FINAL "
+    "ORDER BY run_id_uint DESC LIMIT {limit:UInt32} OFFSET {offset:UInt32}"
+)
+
+
 class AgreementQuery(NullMeansDefault):
     metric_name: str
 
@@ -80,6 +87,13 @@ def add_evaluation_routes(app: FastAPI, config: Config, observability) -> None:
             )
         return json_response({"evaluation_run_id": record.evaluation_run_id})
 
+    @app.get("/internal/evaluations/runs")
+    async def list_runs(limit: int = 100, offset: int = 0) -> Response:
+        rows = []
+        if observability is not None:
+            rows = await observability.query(RUNS_SQL, {"limit": max(0, min(limit, 10_000)), "offset": max(0, offset)})
+        return json_response({"runs": [{**row, "variant_name": (row.pop("variant_names") or [""])[0]} for row in rows]})
+
     @app.post("/internal/evaluations/datapoints/{datapoint_id}/get_human_feedback")
     async def get_human_feedback(datapoint_id: str, http: Request) -> Response:
         request = parse_body(HumanFeedbackQuery, await read_json(http))
@@ -104,7 +118,7 @@ def add_evaluation_routes(app: FastAPI, config: Config, observability) -> None:
                 "feedback_id": row["feedback"],
                 "evaluator_inference_id": row["judge"],
             }
-        return json_response({"human_feedback": found})
+        return json_response({"feedback": found})
 
     @app.post("/internal/evaluations/judge_agreement")
     async def judge_agreement(http: Request) -> Response:
