@@ -209,6 +209,7 @@ def up_command(args) -> int:
             print(f"gateway did not answer {url}/health within {args.timeout:.0f}s", file=sys.stderr)
             return 1
         time.sleep(0.25)
+    _wait_for_old_replicas(APP_NAME, deadline=time.monotonic() + args.timeout)
     previous = _read_state()
     STATE_FILE.parent.mkdir(parents=True, exist_ok=True)
     STATE_FILE.write_text(json.dumps({"started_ray": started_ray or previous.get("started_ray", False), "url": url}))
@@ -222,6 +223,27 @@ def up_command(args) -> int:
             "RAY_AUTH_MODE=token .venv/bin/ray job submit -- python jobs/<job>.py ..."
         )
     return 0
+
+
+def _wait_for_old_replicas(app_name: str, deadline: float) -> None:
+    """A redeploy answers from the new replicas while the old ones are still stopping and
+    still hold their CPUs; return once they are gone, so a job started next finds the CPUs
+    a machine with only the stack would have."""
+    from ray import serve
+
+    while time.monotonic() < deadline:
+        app = serve.status().applications.get(app_name)
+        if app is None:
+            return
+        leaving = sum(
+            count
+            for deployment in app.deployments.values()
+            for state, count in deployment.replica_states.items()
+            if str(getattr(state, "value", state)) in ("STOPPING", "STARTING", "UPDATING", "RECOVERING")
+        )
+        if not leaving:
+            return
+        time.sleep(0.5)
 
 
 def down_command(args) -> int:

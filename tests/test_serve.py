@@ -155,6 +155,7 @@ def test_deployments_switch_gives_each_function_a_router():
         "FunctionRouter-extract",
         "FunctionRouter-weather",
         "FunctionRouter-tensorzero__default",
+        "FunctionRouter-tensorzero__llm_judge__function_name__chat__helpful",  # the quickstart's LLM judge
         "ObservabilityWriter",
         "UI",
     }
