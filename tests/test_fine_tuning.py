@@ -92,7 +92,7 @@ def test_sft_job_trains_a_model_that_serves_as_a_new_variant(flywheel, tmp_path,
     assert not list(tmp_path.glob("chat-sft.partial-*"))
     # The snippet names its files relative to the config it went into, not by this machine's paths.
     written = (config_dir / "finetuned.toml").read_text()
-    assert 'model_name = "../chat-sft"' in written and str(tmp_path) not in written and str(ROOT) not in written
+    assert 'model_name = "../chat-sft"' in written and '= "/' not in written
 
     deploy_app(str(config_dir / "*.toml"), "finetuned", "/finetuned")
     request.addfinalizer(lambda: delete_app("finetuned"))
