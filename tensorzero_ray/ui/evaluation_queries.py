@@ -3,14 +3,13 @@ scores, and each datapoint's reference, outputs and scores side by side."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from tensorzero_ray.datasets.store_access import StoreAccess, read
-from tensorzero_ray.statistics import ScoreSummary, wilson
+from tensorzero_ray.statistics import ScoreSummary, summarize
 
 RUN_TAG = "tensorzero::evaluation_run_id"
 
@@ -22,20 +21,6 @@ class RunComparison:
     statistics: dict[str, dict[str, ScoreSummary | None]]
     # datapoint id -> {"reference": ..., "runs": {run id: {"inference_id", "output", "scores": {metric: value}}}}
     datapoints: dict[str, dict[str, Any]]
-
-
-def summary_from(count: int, total: float, squares: float, boolean: bool) -> ScoreSummary | None:
-    """The same statistics the runner prints, from the database's aggregates."""
-    if count == 0:
-        return None
-    mean = total / count
-    stderr = math.sqrt(max(squares - count * mean * mean, 0.0) / (count - 1) / count) if count > 1 else None
-    if boolean:
-        interval = wilson(count, total)
-        return ScoreSummary(count, mean, stderr, interval.low, interval.high)
-    if stderr is None:
-        return ScoreSummary(count, mean, None, -math.inf, math.inf)
-    return ScoreSummary(count, mean, stderr, mean - 1.959963984540054 * stderr, mean + 1.959963984540054 * stderr)
 
 
 class EvaluationQueries:
@@ -84,9 +69,7 @@ class EvaluationQueries:
             for run in runs:
                 values = [s["value"] for s in scores if s["metric_name"] == name and s["run"] == run["run_id"]]
                 boolean = metrics[name].get("value_type") == "boolean"
-                statistics[name][run["run_id"]] = summary_from(
-                    len(values), sum(values), sum(v * v for v in values), boolean
-                )
+                statistics[name][run["run_id"]] = summarize(values, boolean)
         for s in scores:
             by_inference.setdefault(s["inference_id"], {})[s["metric_name"]] = s["value"]
         datapoints: dict[str, dict[str, Any]] = {}
