@@ -77,3 +77,13 @@ def test_a_sweep_of_two_variants_runs_as_a_ray_job(serve_url):
         ):
             assert time.monotonic() < deadline, "the sweep's scores never became visible as feedback"
             time.sleep(0.2)  # stored rows reach ClickHouse in the background; nothing to await from outside
+
+        def runs() -> list[tuple]:
+            listed = http.get("/internal/evaluations/runs").json()["runs"]
+            return sorted(
+                (r["variant_name"], r["status"], r["num_datapoints"]) for r in listed if r["dataset_name"] == dataset
+            )
+
+        while runs() != [("baseline", "complete", 6), ("safe", "complete", 6)]:
+            assert time.monotonic() < deadline, f"the sweep's runs were not recorded as complete: {runs()}"
+            time.sleep(0.2)

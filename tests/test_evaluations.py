@@ -15,8 +15,11 @@ import pytest
 
 from tensorzero_ray.client import AsyncTensorZeroRayClient
 from tensorzero_ray.config import ConfigError, load_config
+from tensorzero_ray.config.functions import LlmJudgeEvaluator
 from tensorzero_ray.evaluations import calibration_cli, cli
 from tensorzero_ray.evaluations.calibration import boolean_agreement, float_agreement, kappa_reading
+from tensorzero_ray.evaluations.catalog import judge_input
+from tensorzero_ray.evaluations.runner import EvaluationRunner
 from tensorzero_ray.providers.dummy import ALTERNATE, MEGUMIN
 from tensorzero_ray.serve.gateway import create_app
 from tensorzero_ray.serve.routers import LocalRouters
@@ -60,6 +63,29 @@ type = "static"
 function_name = "story"
 [evaluations.legacy.evaluators.matches]
 type = "exact_match"
+
+[evaluations.replayed]
+type = "inference"
+function_name = "story"
+[evaluations.replayed.evaluators.judge]
+type = "llm_judge"
+output_type = "boolean"
+optimize = "max"
+input_format = "messages"
+include = { reference_output = true }
+[evaluations.replayed.evaluators.judge.variants.mock]
+type = "chat_completion"
+model = "mock_judge"
+system_instructions = "judge.txt"
+json_mode = "strict"
+
+[models.mock_judge]
+routing = ["openai"]
+[models.mock_judge.providers.openai]
+type = "openai"
+model_name = "judge-replay"
+api_base = "{openai}/v1/"
+api_key_location = "path::{key}"
 """
 DATASET = "stories"
 # Three references equal to what `good` answers, one that is not: exact match 3/4 for `good`.
@@ -67,9 +93,12 @@ REFERENCES = [MEGUMIN, MEGUMIN, MEGUMIN, "Something else entirely."]
 
 
 @pytest.fixture(scope="module")
-def config_file(tmp_path_factory):
+def config_file(tmp_path_factory, openai_mock):
     folder = tmp_path_factory.mktemp("evaluations")
-    (folder / "tensorzero.toml").write_text(textwrap.dedent(CONFIG))
+    (folder / "openai_key").write_text(openai_mock.api_key)
+    (folder / "tensorzero.toml").write_text(
+        textwrap.dedent(CONFIG).replace("{openai}", openai_mock.url).replace("{key}", str(folder / "openai_key"))
+    )
     (folder / "judge.txt").write_text("Answer true if the story is good.")
     return folder / "tensorzero.toml"
 
@@ -175,6 +204,42 @@ async def test_the_older_evaluations_table_names_its_metrics_after_the_evaluatio
         {"m": "tensorzero::evaluation_name::legacy::evaluator_name::matches", "r": records[0]["evaluation_run_id"]},
     )
     assert stored[0]["n"] == 4
+
+
+async def test_a_messages_judge_reads_the_conversation_then_the_output(client, config_file, openai_mock):
+    status, records = await evaluate(
+        client, config_file, "--evaluation-name", "replayed", "--variant-name", "alternate", "--dataset-name", DATASET
+    )
+    assert status == 0 and [r["evaluations"]["judge"] for r in records[1:]] == [True] * 4
+    sent = [r["body"]["messages"] for r in openai_mock.requests if r["body"].get("model") == "judge-replay"][-4:]
+    conversations = sorted(sent, key=str)
+    system, asked, verdict = conversations[3]
+    assert system == {"role": "system", "content": "Answer true if the story is good."}
+    assert asked == {"role": "user", "content": [{"type": "text", "text": "Tell story #3"}]}
+    assert verdict["role"] == "user"
+    assert verdict["content"][0]["text"] == (
+        f"# Generated Output\n\n{json.dumps([{'type': 'text', 'text': ALTERNATE}], indent=2)}"
+        '\n\n# Reference Output\n\n[\n  {\n    "type": "text",\n    "text": "Something else entirely."\n  }\n]'
+    )
+
+
+def test_a_messages_judge_sees_images_as_images_and_the_rest_as_text():
+    judge = LlmJudgeEvaluator(type="llm_judge", output_type="boolean", optimize="max", input_format="messages")
+    image = {"type": "file", "url": "https://example.com/cat.png", "mime_type": "image/png"}
+    conversation = {
+        "system": {"tone": "dry"},
+        "messages": [
+            {"role": "user", "content": [{"type": "template", "name": "user", "arguments": {"topic": "cats"}}, image]},
+            {"role": "assistant", "content": [{"type": "thought", "text": "hm"}, {"type": "raw_text", "value": "ok"}]},
+        ],
+    }
+    seen = judge_input(judge, conversation, {"answer": 1}, reference={"answer": 2})
+    system, asked, answered, verdict = seen["messages"]
+    assert system["content"][0]["text"].startswith("# System\n\n{")
+    assert asked["content"][1] == image and '"topic": "cats"' in asked["content"][0]["text"]
+    assert answered == {"role": "assistant", "content": [{"type": "text", "text": "ok"}]}
+    # The reference stays out unless the evaluator includes it.
+    assert verdict["content"] == [{"type": "text", "text": '# Generated Output\n\n{\n  "answer": 1\n}'}]
 
 
 @pytest.mark.parametrize(
@@ -313,11 +378,12 @@ async def test_the_gateway_runs_an_evaluation_as_a_stream_and_records_the_run(cl
     assert sorted(e["evaluations"]["matches"] for e in events[1:-1]) == [False, True, True, True]
     await observability.flush()
     rows = await observability.query(
-        "SELECT function_name, function_type, dataset_name, variant_names, source, metrics FROM InferenceEvaluationRuns "
-        "WHERE run_id_uint = toUInt128({r:UUID})",
+        "SELECT function_name, function_type, dataset_name, variant_names, source, metrics, status "
+        "FROM InferenceEvaluationRuns FINAL WHERE run_id_uint = toUInt128({r:UUID})",
         {"r": start["evaluation_run_id"]},
     )
     assert len(rows) == 1 and rows[0]["variant_names"] == ["good"] and rows[0]["source"] == "ui"
+    assert rows[0]["status"] == "complete"
     assert json.loads(rows[0]["metrics"])[0]["name"] == "tensorzero::function_name::story::evaluator_name::matches"
     bad = await client.post(
         "/internal/evaluations/run", json={"function_name": "story", "variant_name": "nope", "dataset_name": DATASET}
@@ -418,6 +484,30 @@ async def test_judge_calibration_reports_agreement_with_people(client, config_fi
     )
     assert await calibration_cli.report(not_a_judge, client, io.StringIO()) == 2
     assert "not an LLM judge" in capsys.readouterr().err
+
+
+async def test_a_run_stopped_midway_shows_as_incomplete(client, config_file, observability):
+    chosen = ["--function-name", "story", "--evaluator-names", "matches", "--variant-name", "good"]
+    _, finished = await evaluate(client, config_file, *chosen, "--dataset-name", DATASET)
+    _, precise = await evaluate(
+        client, config_file, *chosen, "--dataset-name", DATASET, "--adaptive-stopping-precision", "matches=0.9"
+    )
+    spec = cli.build_spec(args(config_file, *chosen, "--dataset-name", DATASET), load_config(str(config_file)))
+    stopped = EvaluationRunner(client, spec)
+    records = stopped.run()
+    await anext(records)
+    await anext(records)
+    await records.aclose()  # the job is killed after its first datapoint
+    await observability.flush()
+
+    listed = {r["evaluation_run_id"]: r for r in (await client.get("/internal/evaluations/runs")).json()["runs"]}
+    assert listed[finished[0]["evaluation_run_id"]]["status"] == "complete"
+    assert listed[precise[0]["evaluation_run_id"]]["status"] == "stopped_early"
+    assert listed[stopped.run_id]["status"] == "running" and listed[stopped.run_id]["num_datapoints"] == 4
+    transport = httpx.ASGITransport(app=create_ui_app(load_config(str(config_file)), observability))
+    async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as browser:
+        page = (await browser.get("/evaluations/runs", params={"evaluation_run_ids": stopped.run_id})).text
+    assert 'incomplete</span> <span class="muted">of 4 datapoints' in page
 
 
 async def test_the_ui_lists_runs_compares_them_and_takes_a_persons_score(client, config_file, observability):

@@ -205,20 +205,70 @@ def judge_functions(config) -> dict[str, JsonFunctionConfig]:
                 **settings,
                 "type": "chat_completion",
                 "system_template": variant.system_instructions.model_dump() if variant.system_instructions else None,
-                "user_template": {"path": JUDGE_TEMPLATE_PATH, "contents": SERIALIZED_TEMPLATE},
                 "json_mode": variant.json_mode or "strict",
                 "weight": 1.0 if variant.active or len(judge.variants) == 1 else 0.0,
             }
-        functions[evaluator.judge_function] = JsonFunctionConfig.model_validate(
-            {
-                "type": "json",
-                "description": f"LLM judge `{evaluator.name}` for `{evaluator.function_name}`",
-                "user_schema": {"path": "tensorzero::llm_judge::user_schema", "schema_": JUDGE_INPUT_SCHEMA},
-                "output_schema": {"path": "tensorzero::llm_judge::output_schema", "schema_": output_schema},
-                "variants": variants,
-            }
-        )
+            if judge.input_format == "serialized":
+                variants[name]["user_template"] = {"path": JUDGE_TEMPLATE_PATH, "contents": SERIALIZED_TEMPLATE}
+        function = {
+            "type": "json",
+            "description": f"LLM judge `{evaluator.name}` for `{evaluator.function_name}`",
+            "output_schema": {"path": "tensorzero::llm_judge::output_schema", "schema_": output_schema},
+            "variants": variants,
+        }
+        if judge.input_format == "serialized":
+            function["user_schema"] = {"path": "tensorzero::llm_judge::user_schema", "schema_": JUDGE_INPUT_SCHEMA}
+        functions[evaluator.judge_function] = JsonFunctionConfig.model_validate(function)
     return functions
+
+
+def judge_input(judge: LlmJudgeEvaluator, datapoint_input: dict, output: Any, reference: Any) -> dict:
+    """What the judge reads. `serialized`: one templated message holding everything as text.
+    `messages`: the conversation replayed as it was (images included), then the output to
+    judge in a final user message."""
+    shown_reference = reference if judge.include.reference_output else None
+    if judge.input_format == "serialized":
+        arguments = {
+            "input": serialize(datapoint_input),
+            "generated_output": serialize(output),
+            "reference_output": None if shown_reference is None else serialize(shown_reference),
+        }
+        return {
+            "messages": [{"role": "user", "content": [{"type": "template", "name": "user", "arguments": arguments}]}]
+        }
+    verdict = f"# Generated Output\n\n{serialize(output)}"
+    if shown_reference is not None:
+        verdict += f"\n\n# Reference Output\n\n{serialize(shown_reference)}"
+    replayed = [
+        {"role": m["role"], "content": _replayed_content(m["content"])} for m in datapoint_input.get("messages", [])
+    ]
+    system = datapoint_input.get("system")
+    if system is not None:
+        replayed.insert(0, {"role": "user", "content": [{"type": "text", "text": f"# System\n\n{serialize(system)}"}]})
+    return {"messages": [*replayed, {"role": "user", "content": [{"type": "text", "text": verdict}]}]}
+
+
+def _replayed_content(content: Any) -> list[dict]:
+    """A message's blocks as the judge can take them: text and files as they are; templates,
+    tool calls and tool results as their serialized form (the judge has none of the evaluated
+    function's templates or tools); thoughts and opaque provider blocks dropped."""
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}]
+    if isinstance(content, dict):  # the older `{"content": {...template arguments}}` form
+        return [{"type": "text", "text": serialize(content)}]
+    blocks = []
+    for block in content:
+        kind = block.get("type")
+        if kind == "text":
+            text = block["text"] if block.get("text") is not None else serialize(block.get("arguments"))
+            blocks.append({"type": "text", "text": text})
+        elif kind == "raw_text":
+            blocks.append({"type": "text", "text": block["value"]})
+        elif kind in ("file", "image"):
+            blocks.append(block)
+        elif kind in ("template", "tool_call", "tool_result"):
+            blocks.append({"type": "text", "text": serialize({k: v for k, v in block.items() if k != "type"})})
+    return blocks
 
 
 def serialize(value: Any) -> str:

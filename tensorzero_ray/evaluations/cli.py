@@ -170,11 +170,10 @@ async def sweep(args, client: httpx.AsyncClient, spec: EvaluationSpec, cutoffs: 
 
     variants = variants_of(args)
     points = await EvaluationRunner(client, spec).datapoints()
-    run_ids = {}
-    for variant in variants:
-        runner = EvaluationRunner(client, replace(spec, variant_name=variant))
-        await runner.record_run([variant])
-        run_ids[variant] = runner.run_id
+    runners = {variant: EvaluationRunner(client, replace(spec, variant_name=variant)) for variant in variants}
+    for variant, runner in runners.items():
+        await runner.record_run([variant], len(points))
+    run_ids = {variant: runner.run_id for variant, runner in runners.items()}
     progress = tqdm(total=len(points) * len(variants), desc="evaluating", file=sys.stderr, mininterval=1.0)
 
     def on_record(record: dict) -> None:
@@ -189,6 +188,8 @@ async def sweep(args, client: httpx.AsyncClient, spec: EvaluationSpec, cutoffs: 
         )  # fmt: skip
     finally:
         progress.close()
+    for variant, runner in runners.items():
+        await runner.record_run([variant], len(points), "complete")
     if args.format == "pretty":
         for name, result in results.items():
             out.write(f"{name}: run {result.run_id}, {len(result.scores)} datapoints, {result.errors} failed\n")

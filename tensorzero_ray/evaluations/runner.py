@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 
 from tensorzero_ray.config.functions import LlmJudgeEvaluator
-from tensorzero_ray.evaluations.catalog import EvaluationSetupError, Evaluator, serialize
+from tensorzero_ray.evaluations.catalog import EvaluationSetupError, Evaluator, judge_input
 from tensorzero_ray.evaluations.human_feedback import DERIVED_TAG
 from tensorzero_ray.evaluations.scoring import heuristic_score
 from tensorzero_ray.ids import uuid7
@@ -106,13 +106,17 @@ class EvaluationRunner:
         """JSONL records as TensorZero's runner writes them: the run header, then one record per
         datapoint as it finishes. Stops early once every targeted evaluator is precise enough."""
         points = await self.datapoints()
-        await self.record_run([self.spec.variant_name])
+        await self.record_run([self.spec.variant_name], len(points))
         yield {"evaluation_run_id": self.run_id, "num_datapoints": len(points)}
         async for record in self.evaluate(points):
             yield record
+        await self.record_run(
+            [self.spec.variant_name], len(points), "stopped_early" if self.summary.stopped_early else "complete"
+        )
 
-    async def record_run(self, variant_names: list[str]) -> None:
-        """The run's row (which function, dataset, variants and metrics), for the UI's lists."""
+    async def record_run(self, variant_names: list[str], num_datapoints: int, status: str = "running") -> None:
+        """The run's row (which function, dataset, variants and metrics), for the UI's lists;
+        recorded again once the run ends, so one that never does shows as incomplete."""
         spec = self.spec
         body = {
             "evaluation_run_id": self.run_id,
@@ -131,6 +135,8 @@ class EvaluationRunner:
                 for e in spec.evaluators
             ],  # fmt: skip
             "source": spec.source,
+            "num_datapoints": num_datapoints,
+            "status": status,
         }
         try:
             await self._post("/internal/evaluations/runs", body)
@@ -253,20 +259,11 @@ class EvaluationRunner:
             # A person already scored this very output: their verdict, not the judge's.
             return human["feedback"]["value"], HUMAN
 
-        arguments = {
-            "input": serialize(point["input"]),
-            "generated_output": serialize(output),
-            "reference_output": serialize(reference) if judge.include.reference_output else None,
-        }
         answer = await self._post(
             "/inference",
             {
                 "function_name": evaluator.judge_function,
-                "input": {
-                    "messages": [
-                        {"role": "user", "content": [{"type": "template", "name": "user", "arguments": arguments}]}
-                    ]
-                },
+                "input": judge_input(judge, point["input"], output, reference),
                 "internal": True,
                 "tags": {**self._tags(point), "tensorzero::evaluator_name": evaluator.name},
             },

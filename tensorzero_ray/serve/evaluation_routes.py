@@ -7,7 +7,8 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
+from datetime import datetime, timezone
+from typing import Any, Literal
 
 import httpx
 import orjson
@@ -21,6 +22,7 @@ from tensorzero_ray.evaluations.calibration import PAIRS_SQL
 from tensorzero_ray.evaluations.catalog import EvaluationSetupError, select
 from tensorzero_ray.evaluations.human_feedback import canonical_output
 from tensorzero_ray.evaluations.runner import EvaluationRunner, EvaluationSpec
+from tensorzero_ray.ids import uuid7_timestamp_ms
 from tensorzero_ray.serve.http_io import json_response, parse_body, read_json, sse_response
 from tensorzero_ray.store.rows import InferenceEvaluationRunRow
 from tensorzero_ray.types.inference import NullMeansDefault
@@ -46,7 +48,8 @@ class HumanFeedbackQuery(NullMeansDefault):
 
 RUNS_SQL = (
     "SELECT toString(uint_to_uuid(run_id_uint)) AS evaluation_run_id, evaluation_name, dataset_name, function_name, "
-    "variant_names, source, toString(created_at) AS created_at FROM InferenceEvaluationRuns FINAL "
+    "variant_names, source, toString(created_at) AS created_at, num_datapoints, status "
+    "FROM InferenceEvaluationRuns FINAL "
     "ORDER BY run_id_uint DESC LIMIT {limit:UInt32} OFFSET {offset:UInt32}"
 )
 
@@ -64,17 +67,27 @@ class EvaluationRunRecord(NullMeansDefault):
     variant_names: list[str]
     metrics: list[dict[str, Any]]
     source: str = "cli"
+    num_datapoints: int = Field(default=0, ge=0)
+    status: Literal["running", "complete", "stopped_early"] = "running"
+
+
+def _clickhouse_time(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
 
 
 def add_evaluation_routes(app: FastAPI, config: Config, observability) -> None:
     @app.post("/internal/evaluations/runs")
     async def record_run(http: Request) -> Response:
         record = parse_body(EvaluationRunRecord, await read_json(http))
+        try:
+            run_id = uuid.UUID(record.evaluation_run_id)
+        except ValueError:
+            raise InvalidRequest(f"Invalid evaluation run id: `{record.evaluation_run_id}`") from None
         if observability is not None:
             await observability.record(
                 [
                     InferenceEvaluationRunRow(
-                        run_id_uint=str(uuid.UUID(record.evaluation_run_id).int),
+                        run_id_uint=str(run_id.int),
                         evaluation_name=record.evaluation_name,
                         function_name=record.function_name,
                         function_type=record.function_type,
@@ -82,6 +95,10 @@ def add_evaluation_routes(app: FastAPI, config: Config, observability) -> None:
                         variant_names=record.variant_names,
                         metrics=orjson.dumps(record.metrics).decode(),
                         source=record.source,
+                        num_datapoints=record.num_datapoints,
+                        status=record.status,
+                        created_at=_clickhouse_time(uuid7_timestamp_ms(run_id) / 1000),
+                        updated_at=_clickhouse_time(time.time()),
                     )
                 ]
             )

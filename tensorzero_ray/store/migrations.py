@@ -247,6 +247,16 @@ MIGRATIONS: tuple[Migration, ...] = (
             non_replicated_deduplication_window = 10000""",
         ),
     ),
+    Migration(
+        8,
+        "evaluation run progress",
+        (
+            # Beyond TensorZero: how many datapoints a run planned and whether it finished, so a
+            # run whose job was stopped midway shows as incomplete instead of as a short run.
+            "ALTER TABLE InferenceEvaluationRuns ADD COLUMN IF NOT EXISTS num_datapoints UInt32 DEFAULT 0",
+            "ALTER TABLE InferenceEvaluationRuns ADD COLUMN IF NOT EXISTS status LowCardinality(String) DEFAULT ''",
+        ),
+    ),
 )
 
 BOOKKEEPING = """CREATE TABLE IF NOT EXISTS TensorZeroMigration (

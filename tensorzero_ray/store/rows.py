@@ -190,6 +190,11 @@ class InferenceEvaluationRunRow(Row):
     variant_names: list[str]
     metrics: str
     source: str
+    num_datapoints: int
+    status: Literal["running", "complete", "stopped_early"]
+    # Set here, not by the column default: the finishing row must replace the starting one.
+    created_at: str
+    updated_at: str
 
 
 class EvaluationHumanFeedbackRow(Row):

@@ -32,7 +32,7 @@ class EvaluationQueries:
             self.store,
             "SELECT toString(uint_to_uuid(r.run_id_uint)) AS run_id, r.evaluation_name, r.function_name, "
             "r.function_type, r.dataset_name, r.variant_names, r.source, r.created_at, r.metrics, "
-            "ifNull(s.scored, 0) AS scored FROM (SELECT * FROM InferenceEvaluationRuns FINAL) AS r "
+            "r.num_datapoints, r.status, ifNull(s.scored, 0) AS scored FROM (SELECT * FROM InferenceEvaluationRuns FINAL) AS r "
             "LEFT JOIN (SELECT tags['tensorzero::evaluation_run_id'] AS run, uniqExact(target_id) AS scored "
             "FROM (SELECT tags, target_id FROM BooleanMetricFeedback UNION ALL SELECT tags, target_id "
             "FROM FloatMetricFeedback) WHERE mapContains(tags, 'tensorzero::evaluation_run_id') GROUP BY run) AS s "
@@ -46,7 +46,8 @@ class EvaluationQueries:
             for row in await read(
                 self.store,
                 "SELECT toString(uint_to_uuid(run_id_uint)) AS run_id, evaluation_name, function_name, function_type, "
-                "dataset_name, variant_names, source, created_at, metrics FROM InferenceEvaluationRuns FINAL "
+                "dataset_name, variant_names, source, created_at, metrics, num_datapoints, status "
+                "FROM InferenceEvaluationRuns FINAL "
                 "WHERE toString(uint_to_uuid(run_id_uint)) IN {ids:Array(String)}",
                 {"ids": run_ids},
             )

@@ -205,6 +205,8 @@ class OpenAIMock:
             finish = "tool_calls"
         elif "json" in model:
             message["content"] = '{"answer":"42"}'
+        elif "judge" in model:
+            message["content"] = '{"score": true}'
         elif "reasoning" in model:
             message["reasoning_content"] = "thinking hard"
         return {
