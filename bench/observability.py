@@ -18,12 +18,12 @@ from pathlib import Path
 
 import httpx
 
+from tensorzero_ray.api.gateway import create_app
 from tensorzero_ray.config import load_config
+from tensorzero_ray.functions.routers import LocalRouters
 from tensorzero_ray.ids import uuid7
 from tensorzero_ray.inference.model import ModelRegistry, RequestExtras
-from tensorzero_ray.serve.gateway import create_app
-from tensorzero_ray.serve.observability import ObservabilityClient, ObservabilityWriter, StorageSettings
-from tensorzero_ray.serve.routers import LocalRouters
+from tensorzero_ray.store.observability import ObservabilityClient, ObservabilityWriter, StorageSettings
 from tensorzero_ray.store.rows import ChatInferenceRow
 from tensorzero_ray.types import Text
 from tensorzero_ray.types.model import ModelInferenceRequest, RequestMessage

@@ -20,10 +20,10 @@ from pathlib import Path
 
 import httpx
 
+from tensorzero_ray.api.gateway import config_hash
 from tensorzero_ray.config import load_config
-from tensorzero_ray.serve.gateway import config_hash
-from tensorzero_ray.serve.observability import ObservabilityClient, ObservabilityWriter, StorageSettings
 from tensorzero_ray.store.inference_queries import list_inferences_sql
+from tensorzero_ray.store.observability import ObservabilityClient, ObservabilityWriter, StorageSettings
 from tensorzero_ray.types.stored import ListInferencesRequest
 from tensorzero_ray.ui.app import create_ui_app
 

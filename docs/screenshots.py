@@ -19,10 +19,10 @@ from pathlib import Path
 import httpx
 import uvicorn
 
+from tensorzero_ray.api.gateway import config_hash, create_app
 from tensorzero_ray.config import load_config
-from tensorzero_ray.serve.gateway import config_hash, create_app
-from tensorzero_ray.serve.observability import ObservabilityClient, ObservabilityWriter, StorageSettings
-from tensorzero_ray.serve.routers import LocalRouters
+from tensorzero_ray.functions.routers import LocalRouters
+from tensorzero_ray.store.observability import ObservabilityClient, ObservabilityWriter, StorageSettings
 from tensorzero_ray.ui.chromium import CHROMIUM_ARGS, chromium_path
 from tensorzero_ray.ui.server import UIServer
 

@@ -91,9 +91,9 @@ def migrate_command(pattern: str) -> int:
     import asyncio
 
     from tensorzero_ray.config import ConfigError, load_config
-    from tensorzero_ray.serve.observability import StorageSettings
     from tensorzero_ray.store import ClickHouseStore, StoreUnavailable
     from tensorzero_ray.store.dsn import redact
+    from tensorzero_ray.store.observability import StorageSettings
 
     try:
         storage = StorageSettings.from_config(load_config(pattern))

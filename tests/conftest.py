@@ -17,10 +17,10 @@ os.environ.setdefault("RAY_AUTH_MODE", "token")
 import httpx
 import pytest
 
+from tensorzero_ray.api.gateway import config_hash, create_app
 from tensorzero_ray.config import load_config
-from tensorzero_ray.serve.gateway import config_hash, create_app
-from tensorzero_ray.serve.observability import ObservabilityClient, ObservabilityWriter, StorageSettings
-from tensorzero_ray.serve.routers import LocalRouters
+from tensorzero_ray.functions.routers import LocalRouters
+from tensorzero_ray.store.observability import ObservabilityClient, ObservabilityWriter, StorageSettings
 from tensorzero_ray.ui.server import UIServer
 from tests.mocks.anthropic_server import AnthropicMock
 from tests.mocks.openai_server import OpenAIMock

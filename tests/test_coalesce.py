@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from tensorzero_ray.serve.http_io import coalesce
+from tensorzero_ray.api.http_io import coalesce
 
 
 async def test_ready_events_are_joined_and_later_ones_follow():

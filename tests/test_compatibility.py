@@ -10,9 +10,9 @@ import httpx
 import orjson
 import pytest
 
+from tensorzero_ray.api.gateway import create_app
 from tensorzero_ray.config import load_config
-from tensorzero_ray.serve.gateway import create_app
-from tensorzero_ray.serve.routers import LocalRouters
+from tensorzero_ray.functions.routers import LocalRouters
 
 MODEL = """
 [models.m]

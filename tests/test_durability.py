@@ -10,10 +10,10 @@ import orjson
 import pytest
 
 from tensorzero_ray.ids import uuid7
-from tensorzero_ray.serve.observability import ObservabilityClient
 from tensorzero_ray.store import BatchWriter, Spool
 from tensorzero_ray.store import writer as writer_module
 from tensorzero_ray.store.journal import Journal
+from tensorzero_ray.store.observability import ObservabilityClient
 from tensorzero_ray.store.rows import ChatInferenceRow
 
 

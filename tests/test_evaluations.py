@@ -13,6 +13,7 @@ import textwrap
 import httpx
 import pytest
 
+from tensorzero_ray.api.gateway import create_app
 from tensorzero_ray.client import AsyncTensorZeroRayClient
 from tensorzero_ray.config import ConfigError, load_config
 from tensorzero_ray.config.functions import LlmJudgeEvaluator
@@ -20,9 +21,8 @@ from tensorzero_ray.evaluations import calibration_cli, cli
 from tensorzero_ray.evaluations.calibration import boolean_agreement, float_agreement, kappa_reading
 from tensorzero_ray.evaluations.catalog import judge_input
 from tensorzero_ray.evaluations.runner import EvaluationRunner
+from tensorzero_ray.functions.routers import LocalRouters
 from tensorzero_ray.providers.dummy import ALTERNATE, MEGUMIN
-from tensorzero_ray.serve.gateway import create_app
-from tensorzero_ray.serve.routers import LocalRouters
 from tensorzero_ray.statistics import wilson
 from tensorzero_ray.ui.app import create_ui_app
 

@@ -8,9 +8,9 @@ import time
 
 import httpx
 
-from tensorzero_ray.serve.admission import LoadShedder
-from tensorzero_ray.serve.gateway import create_app
-from tensorzero_ray.serve.routers import LocalRouters
+from tensorzero_ray.api.admission import LoadShedder
+from tensorzero_ray.api.gateway import create_app
+from tensorzero_ray.functions.routers import LocalRouters
 
 HELLO = {"system": {"assistant_name": "Alfred"}, "messages": [{"role": "user", "content": "Hello"}]}
 

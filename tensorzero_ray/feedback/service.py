@@ -23,7 +23,7 @@ from tensorzero_ray.evaluations.human_feedback import (
 from tensorzero_ray.ids import uuid7, uuid7_timestamp_ms
 from tensorzero_ray.inference.tools import ToolCatalog
 from tensorzero_ray.inference.written_outputs import chat_output_blocks, json_output_value
-from tensorzero_ray.serve.observability import ObservabilityClient, WriterUnreachable
+from tensorzero_ray.store.observability import ObservabilityClient, WriterUnreachable
 from tensorzero_ray.store.rows import (
     BooleanMetricFeedbackRow,
     CommentFeedbackRow,

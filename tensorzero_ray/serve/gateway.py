@@ -1,171 +1,103 @@
-"""The Gateway: TensorZero's HTTP API as an ASGI app. It parses and checks requests, hands
-them to the FunctionRouters, and shapes errors as TensorZero does (spec §1.0)."""
+"""The Gateway deployment: Serve's ingress over the HTTP API app, plus handle methods for the
+in-cluster clients. Its FunctionRouters run in this replica or as deployments behind handles."""
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import AsyncIterator
 from typing import Any
 
-import orjson
-from fastapi import FastAPI, Request
-from fastapi.responses import RedirectResponse, Response
-from starlette.exceptions import HTTPException as StarletteHTTPException
+import httpx
 
-from tensorzero_ray import __version__
+from tensorzero_ray.api.gateway import create_app
+from tensorzero_ray.api.http_io import parse_body, parse_inference_request
 from tensorzero_ray.config import Config
-from tensorzero_ray.errors import InvalidRequest, RouteNotFound, TensorZeroError, UnknownFunction
-from tensorzero_ray.evaluations.workflow import WorkflowEpisodeRequest, WorkflowEvaluations, WorkflowRunRequest
-from tensorzero_ray.feedback import FeedbackService
-from tensorzero_ray.serve.admission import Admission, LoadShedder
-from tensorzero_ray.serve.data_routes import add_data_routes
-from tensorzero_ray.serve.evaluation_routes import add_evaluation_routes
-from tensorzero_ray.serve.http_io import (
-    ErrorResponses,
-    json_response,
-    parse_body,
-    parse_inference_request,
-    read_body,
-    read_json,
-    sse_response,
-    stream_error_message,
-)
-from tensorzero_ray.serve.observability import ObservabilityClient
-from tensorzero_ray.serve.openai_routes import add_openai_routes
-from tensorzero_ray.serve.routers import Routers
+from tensorzero_ray.errors import InvalidRequest, UnknownFunction
+from tensorzero_ray.functions.routers import LocalRouters
+from tensorzero_ray.store.observability import StorageSettings, observability_client
+from tensorzero_ray.types import InferenceRequest, InferenceResponse
 from tensorzero_ray.types.feedback import FeedbackRequest
-from tensorzero_ray.ui.security import MAX_UI_BODY_BYTES
-from tensorzero_ray.ui.server import UIServer
 
 
-def config_hash(config: Config) -> str:
-    return hashlib.sha256(orjson.dumps(config.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)).hexdigest()
+class Gateway:
+    """Serve ingress; routers are handles to FunctionRouter deployments, or None to run the
+    routers inside this replica."""
 
+    def __init__(
+        self,
+        config: Config,
+        router_handles: dict[str, Any] | None = None,
+        storage: StorageSettings | None = None,
+        writer: Any = None,
+        local_models: dict[str, Any] | None = None,
+        ui: Any = None,
+    ):
+        observability = self._observability = observability_client(storage, writer)
+        if router_handles:
+            self._routers = DeploymentRouters(router_handles)
+        else:
+            self._routers = LocalRouters(config, observability, local_models)
+        self._app = create_app(config, self._routers, observability, ui)
+        self._in_process = httpx.AsyncClient(transport=httpx.ASGITransport(app=self._app), base_url="http://gateway")
 
-def create_app(
-    config: Config,
-    routers: Routers,
-    observability: ObservabilityClient | None = None,
-    ui: Any = None,
-    shedder: LoadShedder | None = None,
-) -> FastAPI:
-    """`ui` is the UI server (in process) or its Serve deployment handle; `/ui/...` goes there."""
-    app = FastAPI(title="tensorzero-ray gateway", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
-    app.state.shedder = shedder = shedder or LoadShedder()
-    errors = ErrorResponses(structured=config.gateway.unstable_error_json)
-    app.add_middleware(Admission, shedder=shedder)
-    hashed = config_hash(config)
-    feedback = FeedbackService(config, observability)
-    app.state.routers = routers
-    app.state.feedback = feedback
-    workflows = WorkflowEvaluations(config, observability)
+    def __serve_build_asgi_app__(self):
+        return self._app
 
-    @app.exception_handler(StarletteHTTPException)
-    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        if exc.status_code == 404:
-            return errors.native(RouteNotFound(request.method, request.url.path))
-        return json_response({"error": str(exc.detail)}, exc.status_code)
+    async def __del__(self):
+        # Serve calls this on graceful shutdown: rows still held here go to the writer.
+        if self._observability is not None:
+            await self._observability.close()
 
-    @app.exception_handler(TensorZeroError)
-    async def _tensorzero_error(request: Request, exc: TensorZeroError) -> Response:
-        return errors.native(exc)
+    # Handle methods for the in-cluster clients: the same checks as HTTP, without HTTP.
 
-    @app.get("/status")
-    async def status() -> Response:
-        return json_response({"status": "ok", "version": __version__, "config_hash": hashed})
+    async def inference(self, payload: dict) -> dict:
+        function_name, request = self._target(payload)
+        if request.stream:
+            raise InvalidRequest("Use `inference_stream` for streaming requests")
+        return (await self._routers.infer(function_name, request)).model_dump(mode="json")
 
-    @app.get("/health")
-    async def health() -> Response:
-        clickhouse = "ok"
-        if observability is not None:
-            try:
-                clickhouse = (await observability.status())["clickhouse"]
-            except Exception:  # noqa: BLE001 - an unreachable writer is an unhealthy backend
-                clickhouse = "error"
-        body = {"gateway": "ok", "clickhouse": clickhouse, "postgres": "ok", "valkey": "ok", "valkey_cache": "ok"}
-        return json_response(body, 200 if clickhouse == "ok" else 503)
-
-    @app.post("/feedback")
-    async def post_feedback(http_request: Request) -> Response:
-        request = parse_body(FeedbackRequest, await read_json(http_request))
-        try:
-            feedback_id = await feedback.submit(request)
-        except Exception as exc:  # noqa: BLE001
-            return errors.native(exc)
-        return json_response({"feedback_id": str(feedback_id)})
-
-    @app.post("/workflow_evaluation_run")
-    @app.post("/dynamic_evaluation_run")
-    async def workflow_evaluation_run(http_request: Request) -> Response:
-        request = parse_body(WorkflowRunRequest, await read_json(http_request))
-        return json_response({"run_id": await workflows.create_run(request)})
-
-    @app.post("/workflow_evaluation_run/{run_id}/episode")
-    @app.post("/dynamic_evaluation_run/{run_id}/episode")
-    async def workflow_evaluation_episode(run_id: str, http_request: Request) -> Response:
-        request = parse_body(WorkflowEpisodeRequest, await read_json(http_request))
-        return json_response({"episode_id": await workflows.create_episode(run_id, request)})
-
-    @app.post("/inference")
-    async def inference(http_request: Request) -> Response:
-        function_name, request = parse_inference_request(await read_json(http_request))
-        if not routers.knows(function_name):
-            return errors.native(UnknownFunction(function_name))
-        await workflows.apply(function_name, request)
-        if not request.stream:
-            try:
-                # Not shielded: work for a client that hung up is dropped (it was never
-                # acknowledged, so nothing is owed to it).
-                response = await routers.infer(function_name, request)
-            except Exception as exc:  # noqa: BLE001 - every failure becomes an error body
-                return errors.native(exc)
-            return json_response(response.model_dump(mode="json"))
-        events = routers.stream(function_name, request).__aiter__()
-        try:
-            first = await events.__anext__()
-        except Exception as exc:  # noqa: BLE001
-            return errors.native(exc)
-        return sse_response(_prepend(first, events))
-
-    add_openai_routes(app, config, routers, workflows)
-    add_evaluation_routes(app, config, observability)
-    add_data_routes(app, config, routers, observability)
-    if ui is not None:
-        _add_ui_forwarding(app, ui)
-    return app
-
-
-# What the UI needs to see of a request: its host and origin (for its host and cross-site
-# checks) and its cookie (for the form token).
-UI_REQUEST_HEADERS = ("content-type", "accept", "host", "origin", "referer", "cookie")
-
-
-def _add_ui_forwarding(app: FastAPI, ui: Any) -> None:
-    handle = ui.handle if isinstance(ui, UIServer) else ui.handle.remote
-
-    @app.get("/ui")
-    async def ui_root() -> Response:
-        return RedirectResponse("/ui/", 308)
-
-    @app.api_route("/ui/{path:path}", methods=["GET", "POST"])
-    async def ui_page(path: str, request: Request) -> Response:
-        if any(ord(c) < 32 or ord(c) == 127 for c in path):
-            raise InvalidRequest("The path contains a control character")
-        headers = {k: v for k in UI_REQUEST_HEADERS if (v := request.headers.get(k))}
-        body = await read_body(request, MAX_UI_BODY_BYTES)
-        status, out_headers, body = await handle(request.method, "/" + path, request.url.query, headers, body)
-        response = Response(body, status_code=status)
-        response.raw_headers = [h for h in response.raw_headers if h[0] == b"content-length"] + [
-            (k.encode("latin-1"), v.encode("latin-1")) for k, v in out_headers if k.lower() != "content-length"
-        ]
-        return response
-
-
-async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    yield first
-    try:
-        async for event in rest:
+    async def inference_stream(self, payload: dict) -> AsyncIterator[bytes]:
+        function_name, request = self._target(payload)
+        async for event in self._routers.stream(function_name, request):
             yield event
-    except Exception as exc:  # noqa: BLE001 - a broken stream still ends with an error event
-        yield b"data: " + orjson.dumps({"error": stream_error_message(exc)}) + b"\n\n"
-        yield b"data: [DONE]\n\n"
+
+    async def feedback(self, payload: dict) -> dict:
+        feedback_id = await self._app.state.feedback.submit(parse_body(FeedbackRequest, payload))
+        return {"feedback_id": str(feedback_id)}
+
+    async def request(self, method: str, path: str, payload: dict | None) -> tuple[int, Any]:
+        """Any JSON endpoint of the HTTP API (stored inferences, datasets, curation, replay)
+        through the handle: (status, body)."""
+        response = await self._in_process.request(method, path, json=payload)
+        return response.status_code, response.json()
+
+    def _target(self, payload: dict):
+        function_name, request = parse_inference_request(payload)
+        if not self._routers.knows(function_name):
+            raise UnknownFunction(function_name)
+        return function_name, request
+
+
+class DeploymentRouters:
+    """FunctionRouters as Serve deployments, reached through their handles."""
+
+    def __init__(self, handles: dict[str, Any]):
+        self._handles = handles
+        self._streaming = {name: handle.options(stream=True) for name, handle in handles.items()}
+
+    def knows(self, function_name: str) -> bool:
+        return function_name in self._handles
+
+    async def infer(self, function_name: str, request: InferenceRequest) -> InferenceResponse:
+        handle = self._handles.get(function_name)
+        if handle is None:
+            raise UnknownFunction(function_name)
+        return await handle.infer.remote(request)
+
+    def stream(self, function_name: str, request: InferenceRequest) -> AsyncIterator[bytes]:
+        handle = self._streaming.get(function_name)
+        if handle is None:
+            raise UnknownFunction(function_name)
+        return handle.stream.remote(request)
+
+    async def aclose(self) -> None:
+        return None

@@ -21,7 +21,7 @@ from tensorzero_ray.datasets import DatasetService, StoredInferenceQueries
 from tensorzero_ray.errors import NotFound, TensorZeroError
 from tensorzero_ray.feedback import FeedbackService
 from tensorzero_ray.replay import Replayer
-from tensorzero_ray.serve.observability import ObservabilityClient
+from tensorzero_ray.store.observability import ObservabilityClient
 from tensorzero_ray.ui.queries import UIQueries
 from tensorzero_ray.ui.render import Pages
 from tensorzero_ray.ui.security import UISecurity

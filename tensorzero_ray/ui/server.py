@@ -9,8 +9,8 @@ from typing import Any
 import httpx
 
 from tensorzero_ray.config import Config
-from tensorzero_ray.serve.observability import ObservabilityClient, StorageSettings
-from tensorzero_ray.serve.routers import LocalRouters
+from tensorzero_ray.functions.routers import LocalRouters
+from tensorzero_ray.store.observability import ObservabilityClient, StorageSettings
 from tensorzero_ray.types import InferenceRequest, InferenceResponse
 from tensorzero_ray.ui.app import create_ui_app
 from tensorzero_ray.ui.security import SECURITY_HEADERS

@@ -12,6 +12,14 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
+from tensorzero_ray.api.http_io import (
+    ErrorResponses,
+    json_response,
+    parse_inference_request,
+    read_json,
+    sse_response,
+    stream_error_message,
+)
 from tensorzero_ray.compat.openai_request import (
     check_content_type,
     custom_tools,
@@ -23,16 +31,8 @@ from tensorzero_ray.compat.openai_request import (
 from tensorzero_ray.compat.openai_response import ChunkTranslator, completion
 from tensorzero_ray.config import Config
 from tensorzero_ray.errors import InvalidRequest, UnknownFunction, UnknownModel
+from tensorzero_ray.functions.routers import Routers
 from tensorzero_ray.inference.embeddings import EmbeddingRegistry
-from tensorzero_ray.serve.http_io import (
-    ErrorResponses,
-    json_response,
-    parse_inference_request,
-    read_json,
-    sse_response,
-    stream_error_message,
-)
-from tensorzero_ray.serve.routers import Routers
 
 logger = logging.getLogger(__name__)
 

@@ -153,12 +153,6 @@ class ObservabilityWriter:
         self.store.close()
 
 
-class ObservabilityWriterDeployment(ObservabilityWriter):
-    async def __del__(self):
-        # Serve calls this on graceful replica shutdown: nothing buffered may be lost.
-        await self.close()
-
-
 def _batch(rows: list[Row]) -> list[tuple[str, list[dict]]]:
     batch: dict[str, list[dict]] = {}
     for row in rows:
@@ -285,3 +279,8 @@ class ObservabilityClient:
 
     async def status(self) -> dict[str, Any]:
         return await self._call("status")
+
+
+def observability_client(storage: StorageSettings | None, writer: Any) -> ObservabilityClient | None:
+    """A replica's client to the writer deployment, or None when nothing is stored."""
+    return ObservabilityClient(storage, writer) if storage is not None else None

@@ -16,6 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from pydantic import Field
 
+from tensorzero_ray.api.http_io import json_response, parse_body, read_json, sse_response
 from tensorzero_ray.config import Config
 from tensorzero_ray.errors import InvalidRequest
 from tensorzero_ray.evaluations.calibration import PAIRS_SQL
@@ -23,7 +24,6 @@ from tensorzero_ray.evaluations.catalog import EvaluationSetupError, select
 from tensorzero_ray.evaluations.human_feedback import canonical_output
 from tensorzero_ray.evaluations.runner import EvaluationRunner, EvaluationSpec
 from tensorzero_ray.ids import uuid7_timestamp_ms
-from tensorzero_ray.serve.http_io import json_response, parse_body, read_json, sse_response
 from tensorzero_ray.store.rows import InferenceEvaluationRunRow
 from tensorzero_ray.types.inference import NullMeansDefault
 

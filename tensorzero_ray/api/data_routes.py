@@ -8,13 +8,13 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
+from tensorzero_ray.api.http_io import json_response, parse_body, read_json
 from tensorzero_ray.config import Config
 from tensorzero_ray.datasets import Curator, DatasetService, StoredInferenceQueries
 from tensorzero_ray.datasets.store_access import StoreAccess
 from tensorzero_ray.errors import InvalidRequest
+from tensorzero_ray.functions.routers import Routers
 from tensorzero_ray.replay import Replayer
-from tensorzero_ray.serve.http_io import json_response, parse_body, read_json
-from tensorzero_ray.serve.routers import Routers
 from tensorzero_ray.types.curation import CurationRequest
 from tensorzero_ray.types.datasets import (
     CreateDatapointsRequest,

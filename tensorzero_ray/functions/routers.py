@@ -9,9 +9,9 @@ from typing import Any, Protocol
 
 from tensorzero_ray.config import Config
 from tensorzero_ray.errors import UnknownFunction
+from tensorzero_ray.functions.function_router import DEFAULT_FUNCTION, FunctionRouter
 from tensorzero_ray.inference.model import ModelRegistry
-from tensorzero_ray.serve.function_router import DEFAULT_FUNCTION, FunctionRouter
-from tensorzero_ray.serve.observability import ObservabilityClient
+from tensorzero_ray.store.observability import ObservabilityClient
 from tensorzero_ray.types import InferenceRequest, InferenceResponse
 
 
@@ -61,29 +61,3 @@ class LocalRouters:
     async def aclose(self) -> None:
         for router in self._routers.values():
             await router.aclose()
-
-
-class DeploymentRouters:
-    """FunctionRouters as Serve deployments, reached through their handles."""
-
-    def __init__(self, handles: dict[str, Any]):
-        self._handles = handles
-        self._streaming = {name: handle.options(stream=True) for name, handle in handles.items()}
-
-    def knows(self, function_name: str) -> bool:
-        return function_name in self._handles
-
-    async def infer(self, function_name: str, request: InferenceRequest) -> InferenceResponse:
-        handle = self._handles.get(function_name)
-        if handle is None:
-            raise UnknownFunction(function_name)
-        return await handle.infer.remote(request)
-
-    def stream(self, function_name: str, request: InferenceRequest) -> AsyncIterator[bytes]:
-        handle = self._streaming.get(function_name)
-        if handle is None:
-            raise UnknownFunction(function_name)
-        return handle.stream.remote(request)
-
-    async def aclose(self) -> None:
-        return None

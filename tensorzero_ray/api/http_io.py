@@ -16,8 +16,8 @@ from pydantic import ValidationError
 from tensorzero_ray import __version__, validation
 from tensorzero_ray.errors import Forbidden, InvalidRequest, PayloadTooLarge, TensorZeroError, unwrap
 from tensorzero_ray.evaluations.catalog import JUDGE_PREFIX
+from tensorzero_ray.functions.function_router import DEFAULT_FUNCTION
 from tensorzero_ray.ids import validate_episode_id
-from tensorzero_ray.serve.function_router import DEFAULT_FUNCTION
 from tensorzero_ray.types import InferenceRequest
 
 T = TypeVar("T")
