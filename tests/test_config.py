@@ -91,6 +91,13 @@ BROKEN = [
         id="unknown-adaptive-metric",
     ),
     pytest.param(
+        BASE
+        + '[metrics.ok]\ntype = "boolean"\noptimize = "max"\nlevel = "inference"\n'
+        + '[functions.f.experimentation]\ntype = "adaptive"\ncandidate_variants = ["v"]\nmetric = "ok"\nmin_prob = 1.5\n',
+        "functions.f.experimentation.min_prob: min_prob 1.5 x 1 candidates is above 1",
+        id="adaptive-min-prob-too-high",
+    ),
+    pytest.param(
         BASE + 'weight = 1.0\n[functions.f.experimentation]\ntype = "static"\ncandidate_variants = ["v"]\n',
         "functions.f.experimentation: per-variant `weight` cannot be combined",
         id="weight-and-experimentation",

@@ -7,7 +7,6 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import AsyncIterator
-from datetime import datetime, timezone
 from typing import Any, Literal
 
 import httpx
@@ -24,7 +23,7 @@ from tensorzero_ray.evaluations.catalog import EvaluationSetupError, select
 from tensorzero_ray.evaluations.human_feedback import canonical_output
 from tensorzero_ray.evaluations.runner import EvaluationRunner, EvaluationSpec
 from tensorzero_ray.ids import uuid7_timestamp_ms
-from tensorzero_ray.store.rows import InferenceEvaluationRunRow
+from tensorzero_ray.store.rows import InferenceEvaluationRunRow, clickhouse_time
 from tensorzero_ray.types.inference import NullMeansDefault
 
 
@@ -71,10 +70,6 @@ class EvaluationRunRecord(NullMeansDefault):
     status: Literal["running", "complete", "stopped_early"] = "running"
 
 
-def _clickhouse_time(seconds: float) -> str:
-    return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
-
-
 def add_evaluation_routes(app: FastAPI, config: Config, observability) -> None:
     @app.post("/internal/evaluations/runs")
     async def record_run(http: Request) -> Response:
@@ -97,8 +92,8 @@ def add_evaluation_routes(app: FastAPI, config: Config, observability) -> None:
                         source=record.source,
                         num_datapoints=record.num_datapoints,
                         status=record.status,
-                        created_at=_clickhouse_time(uuid7_timestamp_ms(run_id) / 1000),
-                        updated_at=_clickhouse_time(time.time()),
+                        created_at=clickhouse_time(uuid7_timestamp_ms(run_id) / 1000),
+                        updated_at=clickhouse_time(time.time()),
                     )
                 ]
             )

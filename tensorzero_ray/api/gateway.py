@@ -16,6 +16,7 @@ from tensorzero_ray import __version__
 from tensorzero_ray.api.admission import Admission, LoadShedder
 from tensorzero_ray.api.data_routes import add_data_routes
 from tensorzero_ray.api.evaluation_routes import add_evaluation_routes
+from tensorzero_ray.api.experiment_routes import add_experiment_routes
 from tensorzero_ray.api.http_io import (
     ErrorResponses,
     json_response,
@@ -48,8 +49,10 @@ def create_app(
     observability: ObservabilityClient | None = None,
     ui: Any = None,
     shedder: LoadShedder | None = None,
+    experiments: Any = None,
 ) -> FastAPI:
-    """`ui` is the UI server (in process) or its Serve deployment handle; `/ui/...` goes there."""
+    """`ui` is the UI server (in process) or its Serve deployment handle; `/ui/...` goes there.
+    `experiments` is the experiment controller (object or handle), when there is one."""
     app = FastAPI(title="tensorzero-ray gateway", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.shedder = shedder = shedder or LoadShedder()
     errors = ErrorResponses(structured=config.gateway.unstable_error_json)
@@ -129,6 +132,7 @@ def create_app(
 
     add_openai_routes(app, config, routers, workflows)
     add_evaluation_routes(app, config, observability)
+    add_experiment_routes(app, config, routers, experiments)
     add_data_routes(app, config, routers, observability)
     if ui is not None:
         _add_ui_forwarding(app, ui)

@@ -286,6 +286,13 @@ def _experimentation_problems(config, where, experimentation, variant_names) -> 
     if isinstance(experimentation, AdaptiveExperimentation):
         if experimentation.metric not in config.metrics:
             found.append(((*where, "metric"), f"unknown metric `{experimentation.metric}`"))
+        if experimentation.min_prob * len(candidate_names) > 1:
+            found.append(
+                (
+                    (*where, "min_prob"),
+                    f"min_prob {experimentation.min_prob:g} x {len(candidate_names)} candidates is above 1",
+                )
+            )
     elif (
         isinstance(candidates, dict)
         and candidates

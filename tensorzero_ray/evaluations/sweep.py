@@ -29,16 +29,11 @@ class VariantResult:
 
 def check_capacity(workers: int, cpus_per_worker: float) -> None:
     """The cluster is shared with the stack: say what is missing at once instead of waiting."""
-    import ray
+    from tensorzero_ray.cluster import cpu_shortfall
 
-    needed = workers * cpus_per_worker
-    free = ray.available_resources().get("CPU", 0.0)
-    if free + 1e-9 < needed:
-        total = ray.cluster_resources().get("CPU", 0.0)
-        raise EvaluationSetupError(
-            f"Not enough CPUs for the sweep: {workers} worker(s) x {cpus_per_worker:g} CPU = {needed:g}, "
-            f"{free:g} free of {total:g} (lower it with --workers or --cpus-per-worker)"
-        )
+    short = cpu_shortfall(workers, cpus_per_worker, "--workers or --cpus-per-worker")
+    if short is not None:
+        raise EvaluationSetupError(f"Not enough CPUs for the sweep: {short}")
 
 
 def shards(points: list[dict], variants: list[str], workers: int) -> list[tuple[str, list[dict]]]:

@@ -1,16 +1,16 @@
 """Episode-sticky variant sampling (spec §8.1): the draw is a hash of function and episode,
-so an episode keeps its variant without any stored state."""
+so an episode keeps its variant without any stored state. Adaptive experiments add time: an
+episode is sampled with the probabilities in effect when it began."""
 
 from __future__ import annotations
 
+import bisect
 import hashlib
-import logging
+import time
 import uuid
 from collections.abc import Collection
 
 from tensorzero_ray.config.functions import AdaptiveExperimentation
-
-logger = logging.getLogger(__name__)
 
 
 def episode_draw(function_name: str, episode_id: uuid.UUID) -> float:
@@ -27,7 +27,7 @@ class VariantSampler:
         self.weights = weights
         self.fallbacks = fallbacks
 
-    def choose(self, u: float, active: Collection[str]) -> str | None:
+    def choose(self, u: float, active: Collection[str], began_ms: int | None = None) -> str | None:
         candidates = sorted(name for name in active if self.weights.get(name, 0) > 0)
         total = sum(self.weights[name] for name in candidates)
         if total > 0:
@@ -50,7 +50,35 @@ class VariantSampler:
         return {name: weight / total for name, weight in self.weights.items()}
 
 
-def build_sampler(function_name: str, variants: dict, experimentation) -> VariantSampler:
+class AdaptiveSampler:
+    """Track-and-stop's probabilities over time, as the experiment controller publishes them.
+    An episode is sampled with its hash draw and the probabilities in effect when it began
+    (its UUIDv7 time), so every replica, before and after a restart, gives it the same
+    variant while the probabilities move. Until the first update: uniform over candidates,
+    which is the nursery's share."""
+
+    def __init__(self, candidates: list[str], fallbacks: list[str]):
+        self.fallbacks = fallbacks
+        self._starts: list[int] = [0]
+        self._samplers: list[VariantSampler] = [VariantSampler({name: 1.0 for name in candidates}, fallbacks)]
+
+    def apply(self, effective_from_ms: int, probabilities: dict[str, float]) -> None:
+        at = bisect.bisect_right(self._starts, effective_from_ms)
+        self._starts.insert(at, effective_from_ms)
+        self._samplers.insert(at, VariantSampler(dict(probabilities), self.fallbacks))
+
+    def _at(self, began_ms: int | None) -> VariantSampler:
+        moment = began_ms if began_ms is not None else int(time.time() * 1000)
+        return self._samplers[max(0, bisect.bisect_right(self._starts, moment) - 1)]
+
+    def choose(self, u: float, active: Collection[str], began_ms: int | None = None) -> str | None:
+        return self._at(began_ms).choose(u, active)
+
+    def probabilities(self) -> dict[str, float]:
+        return self._at(None).probabilities()
+
+
+def build_sampler(function_name: str, variants: dict, experimentation) -> VariantSampler | AdaptiveSampler:
     """The sampler for a function's config: experimentation table, legacy weights, or uniform."""
     names = sorted(variants)
     if experimentation is None:
@@ -60,9 +88,5 @@ def build_sampler(function_name: str, variants: dict, experimentation) -> Varian
             return VariantSampler(weights, fallbacks)
         return VariantSampler({name: 1.0 for name in names}, [])
     if isinstance(experimentation, AdaptiveExperimentation):
-        logger.warning(
-            "function %s: adaptive (track-and-stop) experimentation needs stored feedback, which is "
-            "not wired yet; sampling its candidates uniformly",
-            function_name,
-        )
+        return AdaptiveSampler(list(experimentation.candidate_variants), list(experimentation.fallback_variants))
     return VariantSampler(experimentation.weights(names), list(experimentation.fallback_variants))

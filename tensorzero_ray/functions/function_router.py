@@ -29,7 +29,8 @@ from tensorzero_ray.errors import (
     TensorZeroError,
     UnknownModel,
 )
-from tensorzero_ray.experimentation.sampling import VariantSampler, build_sampler
+from tensorzero_ray.experimentation.follower import StateFollower
+from tensorzero_ray.experimentation.sampling import AdaptiveSampler, VariantSampler, build_sampler
 from tensorzero_ray.functions.plan import VariantPlan
 from tensorzero_ray.ids import uuid7
 from tensorzero_ray.inference.files import FileResolver
@@ -94,7 +95,10 @@ class FunctionRouter:
         function_name: str,
         models: ModelRegistry | None = None,
         observability: ObservabilityClient | None = None,
+        experiments: Any = None,
     ):
+        """`experiments`: the experiment controller (object or Serve handle) that publishes
+        adaptive experiments' states; without it they sample their candidates uniformly."""
         self.function_name = function_name
         self.observability = observability
         storage = config.object_storage
@@ -116,10 +120,22 @@ class FunctionRouter:
         }
         experimentation = self.function.experimentation
         self.sampler = build_sampler(function_name, self.function.variants, experimentation)
-        self.namespace_samplers: dict[str, VariantSampler] = {
+        self.namespace_samplers: dict[str, VariantSampler | AdaptiveSampler] = {
             ns: build_sampler(function_name, self.function.variants, sub)
             for ns, sub in (experimentation.namespaces.items() if experimentation else [])
         }
+        adaptive = {
+            (function_name, ns): sampler
+            for ns, sampler in [("", self.sampler), *self.namespace_samplers.items()]
+            if isinstance(sampler, AdaptiveSampler)
+        }
+        self.follower = StateFollower(experiments, adaptive) if adaptive and experiments is not None else None
+        if adaptive and experiments is None:
+            logger.warning(
+                "function %s: no experiment controller (observability is off?); its adaptive experiment "
+                "samples the candidates uniformly",
+                function_name,
+            )
         self._output_validator = (
             SchemaValidator(self.function.output_schema_dict())
             if isinstance(self.function, JsonFunctionConfig)
@@ -135,13 +151,23 @@ class FunctionRouter:
         return ChatCompletionVariant(name, config, model, self._schema_names, self._fs_base)
 
     async def aclose(self) -> None:
+        if self.follower is not None:
+            await self.follower.aclose()
         await self.models.aclose()
         await self.files.aclose()
+
+    async def sampling_probabilities(self, namespace: str | None = None) -> dict[str, float]:
+        """What a new episode would get now (spec §8.1's display probabilities)."""
+        if self.follower is not None:
+            await self.follower.ready()
+        return self.namespace_samplers.get(namespace or "", self.sampler).probabilities()
 
     # --- the two entry points -------------------------------------------------------------
 
     async def infer(self, request: InferenceRequest) -> InferenceResponse:
         request = await self._with_files(request)
+        if self.follower is not None and not self.follower.synced:
+            await self.follower.ready()
         plan = self._plan(request)
         name, results = await self._first_success(plan, lambda variant: variant.infer(plan.call))
         response = self._response(request, plan, name, results)
@@ -154,6 +180,8 @@ class FunctionRouter:
         `anext`, so the gateway can answer with a plain error response; later ones become
         error events."""
         request = await self._with_files(request)
+        if self.follower is not None and not self.follower.synced:
+            await self.follower.ready()
         plan = self._plan(request)
         name, model_stream = await self._first_success(plan, lambda variant: variant.stream(plan.call))
         async for event in self._events(request, plan, name, model_stream):

@@ -18,7 +18,7 @@ from tensorzero_ray.errors import (
     UnknownVariant,
 )
 from tensorzero_ray.experimentation.sampling import episode_draw
-from tensorzero_ray.ids import uuid7
+from tensorzero_ray.ids import uuid7, uuid7_timestamp_ms
 from tensorzero_ray.inference.tools import ToolCallValidator
 from tensorzero_ray.store.inference_rows import failure_row
 from tensorzero_ray.store.rows import Row
@@ -68,6 +68,7 @@ class VariantPlan:
         self.sampler = router.namespace_samplers.get(request.namespace or "", router.sampler)
         self.active = set(router.variants)
         self.u = episode_draw(router.function_name, episode_id)
+        self.began_ms = uuid7_timestamp_ms(episode_id) if episode_id.version == 7 else None
 
     def _ensure_variant(self, name: str) -> None:
         if name in self.router.variants:
@@ -91,7 +92,7 @@ class VariantPlan:
         if not self.active:
             raise InvalidRequest(f"Function `{self.router.function_name}` has no variants")
         while True:
-            name = self.sampler.choose(self.u, self.active)
+            name = self.sampler.choose(self.u, self.active, self.began_ms)
             if name is None:
                 return
             yield name, self.router.variants[name]

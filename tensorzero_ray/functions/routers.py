@@ -28,6 +28,8 @@ class Routers(Protocol):
 
     def knows(self, function_name: str) -> bool: ...
 
+    async def sampling_probabilities(self, function_name: str, namespace: str | None) -> dict[str, float]: ...
+
 
 class LocalRouters:
     """Every FunctionRouter in this process, sharing one model registry (one pool per provider)."""
@@ -37,10 +39,12 @@ class LocalRouters:
         config: Config,
         observability: ObservabilityClient | None = None,
         local_models: dict[str, Any] | None = None,
+        experiments: Any = None,
     ):
         models = model_registry(config, local_models)
         self._routers = {
-            name: FunctionRouter(config, name, models, observability) for name in [*config.functions, DEFAULT_FUNCTION]
+            name: FunctionRouter(config, name, models, observability, experiments)
+            for name in [*config.functions, DEFAULT_FUNCTION]
         }
 
     def knows(self, function_name: str) -> bool:
@@ -57,6 +61,9 @@ class LocalRouters:
 
     def stream(self, function_name: str, request: InferenceRequest) -> AsyncIterator[bytes]:
         return self._router(function_name).stream(request)
+
+    async def sampling_probabilities(self, function_name: str, namespace: str | None) -> dict[str, float]:
+        return await self._router(function_name).sampling_probabilities(namespace)
 
     async def aclose(self) -> None:
         for router in self._routers.values():

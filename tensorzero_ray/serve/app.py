@@ -13,6 +13,8 @@ from ray.serve import Application
 from tensorzero_ray.api.gateway import config_hash
 from tensorzero_ray.config import Config, load_config
 from tensorzero_ray.config.functions import DEFAULT_FUNCTION
+from tensorzero_ray.experimentation.controller import adaptive_experiments
+from tensorzero_ray.serve.experiment_controller import ExperimentControllerDeployment
 from tensorzero_ray.serve.function_router import FunctionRouterReplica
 from tensorzero_ray.serve.gateway import Gateway
 from tensorzero_ray.serve.local_model import bind_local_models
@@ -47,6 +49,14 @@ WriterDeployment = serve.deployment(
 
 
 UIDeployment = serve.deployment(UIServer, name="UI", num_replicas=1, ray_actor_options=ACTOR_OPTIONS)
+# One replica: the single place that decides an adaptive experiment's state.
+ControllerDeployment = serve.deployment(
+    ExperimentControllerDeployment,
+    name="ExperimentController",
+    num_replicas=1,
+    max_ongoing_requests=10_000,
+    ray_actor_options=ACTOR_OPTIONS,
+)
 
 
 def router_deployment_name(function_name: str) -> str:
@@ -63,17 +73,24 @@ def build_application(
     storage = StorageSettings.from_config(config, workdir)
     writer = WriterDeployment.bind(storage) if storage is not None else None
     local_models = bind_local_models(config.models)
-    ui = UIDeployment.bind(config, storage, writer, local_models, config_hash=config_hash(config))
+    experiments = (
+        ControllerDeployment.bind(config, storage, writer)
+        if storage is not None and adaptive_experiments(config)
+        else None
+    )
+    ui = UIDeployment.bind(
+        config, storage, writer, local_models, config_hash=config_hash(config), experiments=experiments
+    )
     gateway = GatewayDeployment.options(num_replicas=gateway_replicas)
     if routers == "in_process":
-        return gateway.bind(config, None, storage, writer, local_models, ui)
+        return gateway.bind(config, None, storage, writer, local_models, ui, experiments)
     handles = {
         name: FunctionRouterDeployment.options(name=router_deployment_name(name)).bind(
-            config, name, storage, writer, local_models
+            config, name, storage, writer, local_models, experiments
         )
         for name in [*config.functions, DEFAULT_FUNCTION]
     }
-    return gateway.bind(config, handles, storage, writer, None, ui)
+    return gateway.bind(config, handles, storage, writer, None, ui, experiments)
 
 
 def build_app(args: dict[str, Any]) -> Application:

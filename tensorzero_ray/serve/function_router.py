@@ -21,9 +21,11 @@ class FunctionRouterReplica(FunctionRouter):
         storage: StorageSettings | None = None,
         writer: Any = None,
         local_models: dict[str, Any] | None = None,
+        experiments: Any = None,
     ):
         models = model_registry(config, local_models)
-        super().__init__(config, function_name, models, observability=observability_client(storage, writer))
+        observability = observability_client(storage, writer)
+        super().__init__(config, function_name, models, observability, experiments)
 
     async def __del__(self):
         if self.observability is not None:

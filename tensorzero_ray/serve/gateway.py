@@ -30,13 +30,14 @@ class Gateway:
         writer: Any = None,
         local_models: dict[str, Any] | None = None,
         ui: Any = None,
+        experiments: Any = None,
     ):
         observability = self._observability = observability_client(storage, writer)
         if router_handles:
             self._routers = DeploymentRouters(router_handles)
         else:
-            self._routers = LocalRouters(config, observability, local_models)
-        self._app = create_app(config, self._routers, observability, ui)
+            self._routers = LocalRouters(config, observability, local_models, experiments)
+        self._app = create_app(config, self._routers, observability, ui, experiments=experiments)
         self._in_process = httpx.AsyncClient(transport=httpx.ASGITransport(app=self._app), base_url="http://gateway")
 
     def __serve_build_asgi_app__(self):
@@ -98,6 +99,12 @@ class DeploymentRouters:
         if handle is None:
             raise UnknownFunction(function_name)
         return handle.stream.remote(request)
+
+    async def sampling_probabilities(self, function_name: str, namespace: str | None) -> dict[str, float]:
+        handle = self._handles.get(function_name)
+        if handle is None:
+            raise UnknownFunction(function_name)
+        return await handle.sampling_probabilities.remote(namespace)
 
     async def aclose(self) -> None:
         return None

@@ -257,6 +257,21 @@ MIGRATIONS: tuple[Migration, ...] = (
             "ALTER TABLE InferenceEvaluationRuns ADD COLUMN IF NOT EXISTS status LowCardinality(String) DEFAULT ''",
         ),
     ),
+    Migration(
+        9,
+        "adaptive experiment states",
+        (
+            # Beyond TensorZero (it keeps the state in memory): every track-and-stop update, so
+            # the UI can draw it over time and a restarted stack knows which state each episode
+            # began under.
+            f"""CREATE TABLE IF NOT EXISTS AdaptiveExperimentState (
+            function_name LowCardinality(String), namespace String, metric_name LowCardinality(String),
+            computed_at DateTime64(3, 'UTC'), effective_from DateTime64(3, 'UTC'), state String,
+            probabilities Map(String, Float64), arms String, leader Nullable(String),
+            stopping_statistic Nullable(Float64), threshold Nullable(Float64), winner Nullable(String)
+        ) ENGINE = MergeTree ORDER BY (function_name, namespace, effective_from) {DEDUP}""",
+        ),
+    ),
 )
 
 BOOKKEEPING = """CREATE TABLE IF NOT EXISTS TensorZeroMigration (

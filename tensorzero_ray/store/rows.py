@@ -4,11 +4,17 @@ strings, as TensorZero stores them."""
 from __future__ import annotations
 
 import uuid
+from datetime import datetime, timezone
 from typing import Literal
 
 from pydantic import BaseModel, Field
 
 from tensorzero_ray.types import FinishReason
+
+
+def clickhouse_time(seconds: float) -> str:
+    """A DateTime64(3) value as JSONEachRow takes it."""
+    return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
 
 
 class Row(BaseModel):
@@ -208,3 +214,21 @@ class EvaluationHumanFeedbackRow(Row):
     value: str
     feedback_id: uuid.UUID
     evaluator_inference_id: uuid.UUID
+
+
+class AdaptiveExperimentStateRow(Row):
+    """One track-and-stop update: what the controller saw and decided."""
+
+    table: str = Field(default="AdaptiveExperimentState", exclude=True)
+    function_name: str
+    namespace: str
+    metric_name: str
+    computed_at: str
+    effective_from: str
+    state: str
+    probabilities: dict[str, float]
+    arms: str
+    leader: str | None = None
+    stopping_statistic: float | None = None
+    threshold: float | None = None
+    winner: str | None = None

@@ -43,6 +43,8 @@ class UIState:
     replayer: Replayer | None
     config_hash: str
     base: str
+    # The experiment controller (object or Serve handle), when the stack runs one.
+    experiments: Any = None
 
     async def flush(self) -> None:
         """Make a write from a form visible on the page the browser goes to next."""
@@ -57,6 +59,7 @@ def create_ui_app(
     infer: Any = None,
     base: str = "/ui",
     config_hash: str = "",
+    experiments: Any = None,
 ) -> FastAPI:
     """`infer(function_name, request)` runs dry-run inferences for "try with another
     variant"; without it that action is not offered."""
@@ -75,6 +78,7 @@ def create_ui_app(
         replayer=Replayer(config, infer) if infer is not None else None,
         config_hash=config_hash,
         base=base,
+        experiments=experiments,
     )
     app.state.ui = state
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

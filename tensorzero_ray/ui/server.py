@@ -39,12 +39,15 @@ class UIServer:
         local_models: dict[str, Any] | None = None,
         *,
         config_hash: str = "",
+        experiments: Any = None,
     ):
         observability = ObservabilityClient(storage, writer) if storage is not None else None
         self._config = config
         self._local_models = local_models
         self._routers: LocalRouters | None = None
-        self.app = create_ui_app(config, observability, infer=self._infer, config_hash=config_hash)
+        self.app = create_ui_app(
+            config, observability, infer=self._infer, config_hash=config_hash, experiments=experiments
+        )
         self._client = httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app), base_url="http://ui")
 
     async def _infer(self, function_name: str, request: InferenceRequest) -> InferenceResponse:
