@@ -250,14 +250,15 @@ from tensorzero_ray.config import load_config
 from tensorzero_ray.serve.app import build_application
 
 ray.init(address="auto", logging_level="ERROR", log_to_driver=False)
-serve.run(build_application(load_config(sys.argv[1])), name=sys.argv[2], route_prefix=sys.argv[3])
+application = build_application(load_config(sys.argv[1]), gateway_replicas=int(sys.argv[4]))
+serve.run(application, name=sys.argv[2], route_prefix=sys.argv[3])
 """
 
 
-def deploy_app(config: str, name: str, route_prefix: str) -> None:
+def deploy_app(config: str, name: str, route_prefix: str, gateway_replicas: int = 1) -> None:
     """Another application on the session's cluster (beside `serve_url`'s), built the way
     `tzray up` builds its own, from a separate process as a user would."""
-    command = [sys.executable, "-c", DEPLOY, config, name, route_prefix]
+    command = [sys.executable, "-c", DEPLOY, config, name, route_prefix, str(gateway_replicas)]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
 
