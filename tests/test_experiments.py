@@ -2,7 +2,8 @@
 simulated user who clearly prefers one variant, the experiment controller reading it from
 ClickHouse and publishing states to the routers, until it stops with that winner. Episodes
 keep their variant across the stop and across a restarted stack; an update that cannot reach
-ClickHouse keeps the last state and says so."""
+ClickHouse keeps the last state and says so. The experiment report: means against what was
+sent, anytime-valid intervals, CUPED, and the sample-ratio check."""
 
 from __future__ import annotations
 
@@ -10,19 +11,27 @@ import asyncio
 import textwrap
 
 import httpx
+import numpy as np
 import pytest
 
 from tensorzero_ray.api.gateway import create_app
 from tensorzero_ray.config import load_config
 from tensorzero_ray.experimentation.controller import ExperimentController
+from tensorzero_ray.experimentation.feedback_statistics import arm_statistics
+from tensorzero_ray.experimentation.report import experiment_report, sequence_half_width
 from tensorzero_ray.functions.routers import LocalRouters
 from tensorzero_ray.store.observability import ObservabilityClient, ObservabilityWriter, StorageSettings
+from tensorzero_ray.types.experiments import ExperimentReportRequest
 
 CONFIG = """
 [metrics.liked]
 type = "boolean"
 optimize = "max"
 level = "inference"
+[metrics.session_ok]
+type = "boolean"
+optimize = "max"
+level = "episode"
 
 [functions.pick]
 type = "chat"
@@ -139,6 +148,28 @@ async def test_feedback_moves_traffic_to_the_better_variant_until_it_stops(confi
     await restarted.close()
 
 
+async def test_episode_level_feedback_counts_each_single_variant_episode_once(config, observability):
+    stack = Stack(config, observability)
+    episodes: dict[str, str] = {}
+    for _ in range(6):
+        first = await stack.infer()
+        again = await stack.infer(first["episode_id"])
+        assert again["variant_name"] == first["variant_name"]
+        episodes[first["episode_id"]] = first["variant_name"]
+        feedback = {"metric_name": "session_ok", "episode_id": first["episode_id"], "value": True}
+        assert (await stack.http.post("/feedback", json=feedback)).status_code == 200
+    await observability.flush()
+    found = await arm_statistics(
+        observability.query, function_name="pick", metric_name="session_ok", metric=config.metrics["session_ok"],
+        candidates=["good", "bad"], namespace=None, max_samples=1000,
+    )  # fmt: skip
+    per_variant = {name: list(episodes.values()).count(name) for name in set(episodes.values())}
+    assert {a.variant: a.count for a in found} == per_variant and all(a.mean == 1.0 for a in found)
+    report = (await stack.http.get("/internal/experiments/pick/report", params={"metric_name": "session_ok"})).json()
+    assert {v["variant_name"]: v["units"] for v in report["variants"]} == per_variant
+    await stack.close()
+
+
 async def test_an_update_that_cannot_reach_clickhouse_keeps_the_last_state(config, observability, tmp_path):
     stack = Stack(config, observability)
     good = await stack.update(observability)
@@ -155,3 +186,95 @@ async def test_an_update_that_cannot_reach_clickhouse_keeps_the_last_state(confi
     assert status["age_s"] >= 0
     await stack.close()
     down.store.close()
+
+
+REPORT_CONFIG = """
+[metrics.score]
+type = "float"
+optimize = "max"
+level = "inference"
+[metrics.pre]
+type = "float"
+optimize = "max"
+level = "inference"
+
+[functions.compare]
+type = "chat"
+[functions.compare.variants.a]
+type = "chat_completion"
+model = "dummy::good"
+[functions.compare.variants.b]
+type = "chat_completion"
+model = "dummy::alternate"
+[functions.compare.experimentation]
+type = "static"
+candidate_variants = {{ a = {a}, b = {b} }}
+"""
+
+
+def report_config(tmp_path, a: float, b: float):
+    path = tmp_path / f"report-{a}-{b}.toml"
+    path.write_text(textwrap.dedent(REPORT_CONFIG).format(a=a, b=b))
+    return load_config(str(path))
+
+
+async def test_the_report_compares_variants_with_anytime_valid_intervals_and_cuped(observability, tmp_path):
+    served = report_config(tmp_path, 1.0, 1.0)
+    routers = LocalRouters(served, observability)
+    app = create_app(served, routers, observability)
+    sent: dict[str, list[tuple[float, float]]] = {"a": [], "b": []}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost") as http:
+        for n in range(80):
+            body = {"function_name": "compare", "input": {"messages": [{"role": "user", "content": "Hi"}]}}
+            answer = (await http.post("/inference", json=body)).json()
+            # A pre-period covariate that explains most of the score; b adds 0.5 on top.
+            pre = (n * 37 % 11) / 2
+            score = pre + (0.5 if answer["variant_name"] == "b" else 0.0) + (n % 3) * 0.1
+            sent[answer["variant_name"]].append((pre, score))
+            for metric, value in (("pre", pre), ("score", score)):
+                feedback = {"metric_name": metric, "inference_id": answer["inference_id"], "value": value}
+                assert (await http.post("/feedback", json=feedback)).status_code == 200
+        await observability.flush()
+        params = {"metric_name": "score", "covariate_metric": "pre"}
+        report = (await http.get("/internal/experiments/compare/report", params=params)).json()
+        bad = await http.get("/internal/experiments/compare/report", params={"metric_name": "nope"})
+        assert bad.status_code == 400 and "Unknown metric" in bad.json()["error"]
+    await routers.aclose()
+
+    by_name = {v["variant_name"]: v for v in report["variants"]}
+    for name, pairs in sent.items():
+        scores = [score for _, score in pairs]
+        assert by_name[name]["units"] == len(scores)
+        assert by_name[name]["mean"] == pytest.approx(sum(scores) / len(scores))
+        fixed, sequence = by_name[name]["interval"], by_name[name]["sequence"]
+        assert sequence["low"] < fixed["low"] and fixed["high"] < sequence["high"]  # valid at every look costs width
+    assert report["cuped"]["variance_reduction"] > 0.8 and report["cuped"]["units_with_covariate"] == 80
+    (comparison,) = report["comparisons"]
+    assert comparison["baseline"] == "a" and comparison["verdict"] == "b is better than a"
+    ratio = report["sample_ratio"]
+    assert ratio["observed"] == {"a": len(sent["a"]), "b": len(sent["b"])} and not ratio["mismatch"]
+
+    # The same traffic read against 9:1 weights (a config changed under a running stack): a mismatch.
+    skewed = await experiment_report(
+        report_config(tmp_path, 9.0, 1.0), observability.query, "compare",
+        ExperimentReportRequest(metric_name="score"),
+    )  # fmt: skip
+    assert skewed.sample_ratio.mismatch and skewed.sample_ratio.p_value < 0.001
+    assert skewed.sample_ratio.expected["a"] == pytest.approx(72.0) and skewed.cuped is None
+
+
+def test_confidence_sequences_stay_valid_when_peeking_at_every_step():
+    rng = np.random.default_rng(7)
+    paths, steps, alpha = 400, 400, 0.05
+    data = rng.normal(0.0, 1.0, size=(paths, steps))
+    n = np.arange(1, steps + 1)
+    means = np.cumsum(data, axis=1) / n
+    squares = np.cumsum(data * data, axis=1)
+    variance = np.maximum(squares - n * means**2, 1e-12) / np.maximum(n - 1, 1)
+    stderr = np.sqrt(variance / n)
+    looks = slice(9, None)  # from 10 units on
+    sequence = np.vectorize(lambda se, k: sequence_half_width(se, int(k), alpha, 100))(stderr, n)
+    ever_wrong = (np.abs(means) > sequence)[:, looks].any(axis=1).mean()
+    naive_wrong = (np.abs(means) > 1.96 * stderr)[:, looks].any(axis=1).mean()
+    assert ever_wrong <= alpha
+    assert naive_wrong > 3 * alpha  # a fixed-n interval read at every step is wrong far more often

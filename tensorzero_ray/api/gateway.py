@@ -132,7 +132,7 @@ def create_app(
 
     add_openai_routes(app, config, routers, workflows)
     add_evaluation_routes(app, config, observability)
-    add_experiment_routes(app, config, routers, experiments)
+    add_experiment_routes(app, config, routers, observability, experiments)
     add_data_routes(app, config, routers, observability)
     if ui is not None:
         _add_ui_forwarding(app, ui)

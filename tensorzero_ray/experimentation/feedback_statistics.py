@@ -15,7 +15,17 @@ NAMESPACE_FILTER = (
     "AND id_uint IN (SELECT toUInt128(inference_id) FROM InferenceTag WHERE function_name = {function:String} "
     "AND key = 'tensorzero::namespace' AND value = {namespace:String}) "
 )
-# One value per target (the latest feedback wins), then each variant's latest targets.
+INFERENCE_TARGETS = (
+    "SELECT id_uint AS target, variant_name FROM InferenceById WHERE function_name = {function:String} "
+    "{namespace_filter}"
+)
+# Episode-level feedback counts only for episodes that stayed on one variant of the function.
+EPISODE_TARGETS = (
+    "SELECT target, only AS variant_name FROM (SELECT episode_id_uint AS target, any(variant_name) AS only, "
+    "uniqExact(variant_name) AS used FROM InferenceByEpisodeId WHERE function_name = {function:String} "
+    "{namespace_filter}GROUP BY episode_id_uint) WHERE used = 1"
+)
+# One value per target (the latest feedback wins), then each candidate's latest targets.
 STATISTICS_SQL = """
 SELECT variant_name AS variant, count() AS count, avg(v) AS mean, if(count() > 1, varSamp(v), 0) AS variance
 FROM (
@@ -27,20 +37,18 @@ FROM (
         FROM {table} WHERE metric_name = {metric:String} GROUP BY target
     ) AS f
     INNER JOIN ({targets}) AS t ON f.target = t.target
+    WHERE t.variant_name IN {candidates:Array(String)}
 )
 WHERE recency <= {max_samples:UInt32}
 GROUP BY variant_name
 """
-INFERENCE_TARGETS = (
-    "SELECT id_uint AS target, variant_name FROM InferenceById "
-    "WHERE function_name = {function:String} AND variant_name IN {candidates:Array(String)} "
-)
-# Episode-level feedback counts only for episodes that stayed on one variant of the function.
-EPISODE_TARGETS = (
-    "SELECT target, only AS variant_name FROM (SELECT episode_id_uint AS target, any(variant_name) AS only, "
-    "uniqExact(variant_name) AS used FROM InferenceByEpisodeId WHERE function_name = {function:String} "
-    "{namespace_filter}GROUP BY episode_id_uint) WHERE used = 1 AND only IN {candidates:Array(String)}"
-)
+
+
+def targets_sql(level: str, namespace: str | None) -> str:
+    """(target, variant_name) for a function's inferences or its single-variant episodes,
+    within a namespace when one is given (parameters `function`, `namespace`)."""
+    template = EPISODE_TARGETS if level == "episode" else INFERENCE_TARGETS
+    return template.replace("{namespace_filter}", NAMESPACE_FILTER if namespace else "")
 
 
 async def arm_statistics(
@@ -53,11 +61,7 @@ async def arm_statistics(
     namespace: str | None,
     max_samples: int,
 ) -> list[ArmStatistics]:
-    namespace_filter = NAMESPACE_FILTER if namespace else ""
-    if metric.level == "episode":
-        targets = EPISODE_TARGETS.replace("{namespace_filter}", namespace_filter)
-    else:
-        targets = INFERENCE_TARGETS + namespace_filter
+    targets = targets_sql(metric.level, namespace)
     table = "BooleanMetricFeedback" if metric.type == "boolean" else "FloatMetricFeedback"
     sql = STATISTICS_SQL.replace("{table}", table).replace("{targets}", targets)
     rows = await query(

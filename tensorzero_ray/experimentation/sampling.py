@@ -74,8 +74,9 @@ class AdaptiveSampler:
     def choose(self, u: float, active: Collection[str], began_ms: int | None = None) -> str | None:
         return self._at(began_ms).choose(u, active)
 
-    def probabilities(self) -> dict[str, float]:
-        return self._at(None).probabilities()
+    def probabilities(self, at_ms: int | None = None) -> dict[str, float]:
+        """In effect at `at_ms` (default: now)."""
+        return self._at(at_ms).probabilities()
 
 
 def build_sampler(function_name: str, variants: dict, experimentation) -> VariantSampler | AdaptiveSampler:
