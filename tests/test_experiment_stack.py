@@ -64,6 +64,18 @@ def test_the_controller_stops_with_the_better_variant_across_two_gateway_replica
             # Earlier episodes keep their variant, whichever of the two replicas answers.
             for episode_id, variant in list(early.items())[:15]:
                 assert {infer(episode_id)["variant_name"] for _ in range(4)} == {variant}
+
+        report = subprocess.run(
+            [
+                str(Path(sys.executable).parent / "ray"), "job", "submit", "--address", "http://127.0.0.1:8265", "--",
+                "python", "jobs/experiment_report.py", "--gateway-url", f"{serve_url}/adaptive", "--function", "pick",
+                "--metric", "liked",
+            ],
+            capture_output=True, text=True, timeout=300, env={**os.environ, "RAY_AUTH_MODE": "token"},
+        )  # fmt: skip
+        log = report.stdout + report.stderr
+        assert report.returncode == 0 and "succeeded" in report.stdout, log[-3000:]
+        assert "bad - good" in log and "anytime-valid" in log and "sample ratio" in log and ": ok" in log
     finally:
         delete_app("adaptive")
 

@@ -22,6 +22,7 @@ from tensorzero_ray.experimentation.report import experiment_report, sequence_ha
 from tensorzero_ray.functions.routers import LocalRouters
 from tensorzero_ray.store.observability import ObservabilityClient, ObservabilityWriter, StorageSettings
 from tensorzero_ray.types.experiments import ExperimentReportRequest
+from tensorzero_ray.ui.app import create_ui_app
 
 CONFIG = """
 [metrics.liked]
@@ -145,6 +146,19 @@ async def test_feedback_moves_traffic_to_the_better_variant_until_it_stops(confi
         "SELECT state, winner FROM AdaptiveExperimentState WHERE function_name = 'pick' ORDER BY computed_at"
     )
     assert len(rows) >= 3 and rows[-1]["winner"] == "good" and '"nursery_only"' in rows[0]["state"]
+
+    # Assignments followed the probabilities in effect when each episode began.
+    report = (await restarted.http.get("/internal/experiments/pick/report", params={"metric_name": "liked"})).json()
+    assert not report["sample_ratio"]["mismatch"] and report["sample_ratio"]["p_value"] > 0.001
+    assert {v["variant_name"] for v in report["variants"]} == {"good", "bad"}
+
+    # The function page draws it: probabilities over time, the candidates, the winner, the report.
+    ui = create_ui_app(config, observability, experiments=restarted.controller)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=ui), base_url="http://localhost") as browser:
+        page = (await browser.get("/observability/functions/pick")).text
+    assert "Sampling probabilities over time" in page and "winner: good" in page
+    assert "Stopping statistic" in page and "Report on liked" in page and "Sample ratio:" in page
+    assert page.count("<polyline") >= 2  # one line per candidate
     await restarted.close()
 
 
@@ -235,10 +249,12 @@ async def test_the_report_compares_variants_with_anytime_valid_intervals_and_cup
                 feedback = {"metric_name": metric, "inference_id": answer["inference_id"], "value": value}
                 assert (await http.post("/feedback", json=feedback)).status_code == 200
         await observability.flush()
-        params = {"metric_name": "score", "covariate_metric": "pre"}
+        params = {"metric_name": "score", "covariate_metric": "pre", "alpha": "0.05", "tune_n": "100"}
         report = (await http.get("/internal/experiments/compare/report", params=params)).json()
         bad = await http.get("/internal/experiments/compare/report", params={"metric_name": "nope"})
         assert bad.status_code == 400 and "Unknown metric" in bad.json()["error"]
+        wrong = await http.get("/internal/experiments/compare/report", params={"metric_name": "score", "alpha": "2"})
+        assert wrong.status_code == 400 and "alpha" in wrong.json()["error"]
     await routers.aclose()
 
     by_name = {v["variant_name"]: v for v in report["variants"]}

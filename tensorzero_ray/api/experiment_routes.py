@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
-from tensorzero_ray.api.http_io import json_response, parse_body
+from tensorzero_ray.api.http_io import json_response, parse_query
 from tensorzero_ray.config import Config
 from tensorzero_ray.errors import InvalidRequest, UnknownFunction
 from tensorzero_ray.experimentation.follower import ask
@@ -33,7 +33,7 @@ def add_experiment_routes(app: FastAPI, config: Config, routers: Routers, observ
 
     @app.get("/internal/experiments/{function_name}/report")
     async def report(function_name: str, http: Request) -> Response:
-        request = parse_body(ExperimentReportRequest, dict(http.query_params))
+        request = parse_query(ExperimentReportRequest, dict(http.query_params))
         if observability is None:
             raise InvalidRequest("Observability is disabled: there is no stored feedback to report on")
         found = await experiment_report(config, observability.query, function_name, request)

@@ -119,6 +119,14 @@ def parse_body(model: type[T], data: Any) -> T:
         raise InvalidRequest(f"Invalid request: {validation.describe_errors(exc, data)}") from None
 
 
+def parse_query(model: type[T], params: dict[str, str]) -> T:
+    """Query-string parameters: text, so numbers are read from it (lax validation)."""
+    try:
+        return model.model_validate(params)
+    except ValidationError as exc:
+        raise InvalidRequest(f"Invalid query: {validation.describe_errors(exc, params)}") from None
+
+
 def parse_inference_request(data: Any) -> tuple[str, InferenceRequest]:
     """The validated request and the function that serves it."""
     request = parse_body(InferenceRequest, data)

@@ -49,15 +49,17 @@ INNER JOIN ({targets}) AS t ON f.target = t.target
 LEFT JOIN (SELECT target, v AS x, 1 AS has FROM ({covariate})) AS c ON c.target = f.target
 GROUP BY variant
 """
+# Each episode counts under the sampling state in effect when it began (`bounds`: when each
+# state after the first took effect).
 ASSIGNMENTS_SQL = """
-SELECT toUnixTimestamp(toStartOfMinute(UUIDv7ToDateTime(episode_id))) AS minute, variant_name AS variant,
-       uniqExact(episode_id) AS episodes
+SELECT arrayCount(b -> b <= toUnixTimestamp64Milli(UUIDv7ToDateTime(episode_id)), {bounds:Array(Int64)}) AS state,
+       variant_name AS variant, uniqExact(episode_id) AS episodes
 FROM (
     SELECT episode_id, variant_name, tags FROM ChatInference WHERE function_name = {function:String}
     UNION ALL SELECT episode_id, variant_name, tags FROM JsonInference WHERE function_name = {function:String}
 )
 WHERE NOT mapContains(tags, 'tensorzero::variant_pinned') {namespace_filter}
-GROUP BY minute, variant
+GROUP BY state, variant
 """
 STATES_SQL = (
     "SELECT toUnixTimestamp64Milli(effective_from) AS effective_from_ms, probabilities FROM AdaptiveExperimentState "
@@ -135,7 +137,7 @@ async def experiment_report(config, query: Query, function_name: str, request: E
     by_name = {v.variant_name: v for v in variants}
     baseline = request.baseline or _default_baseline(experimentation, function, by_name)
     comparisons = [
-        _compare(sums[name], sums[baseline], name, baseline, request, metric.optimize, theta, x_bar)
+        _compare(sums[name], sums[baseline], name, baseline, request, metric.optimize, boolean, theta, x_bar)
         for name in sorted(sums)
         if baseline in sums and name != baseline
     ]
@@ -215,7 +217,7 @@ def _variant(name: str, s: Sums, boolean: bool, request, theta: float, x_bar: fl
     else:
         found = estimate(s.n, s.s, s.ss)
         interval = Interval(low=found.low, high=found.high) if found and s.n > 1 else None
-    stderr = math.sqrt(s.variance / s.n) if s.n > 1 else math.inf
+    stderr = math.sqrt(_sequence_variance(s.variance, boolean) / s.n) if s.n > 1 else math.inf
     half = sequence_half_width(stderr, s.n, request.alpha, request.tune_n)
     result = VariantResult(
         variant_name=name, units=s.n, mean=s.mean, interval=interval,
@@ -231,7 +233,16 @@ def _variant(name: str, s: Sums, boolean: bool, request, theta: float, x_bar: fl
     return result
 
 
-def _compare(a: Sums, base: Sums, name: str, baseline: str, request, optimize: str, theta: float, x_bar: float):
+def _sequence_variance(estimated: float, boolean: bool) -> float:
+    """Booleans use 1/4, the largest variance a 0/1 value can have: their sequences then hold
+    exactly (Hoeffding), not only asymptotically, and a run of identical outcomes does not
+    collapse them to a point."""
+    return 0.25 if boolean else estimated
+
+
+def _compare(
+    a: Sums, base: Sums, name: str, baseline: str, request, optimize: str, boolean: bool, theta: float, x_bar: float
+):
     """Difference of means (adjusted when a covariate is given) with an anytime-valid interval;
     the effective sample size of two independent means is their harmonic mean."""
     if request.covariate_metric is not None:
@@ -240,7 +251,7 @@ def _compare(a: Sums, base: Sums, name: str, baseline: str, request, optimize: s
             total, squares = s.adjusted(theta, x_bar)
             stats.append((total / s.n, (squares - total * total / s.n) / (s.n - 1) if s.n > 1 else math.nan, s.n))
     else:
-        stats = [(s.mean, s.variance, s.n) for s in (a, base)]
+        stats = [(s.mean, _sequence_variance(s.variance, boolean), s.n) for s in (a, base)]
     (mean_a, var_a, n_a), (mean_b, var_b, n_b) = stats
     difference = mean_a - mean_b
     sequence = None
@@ -269,25 +280,24 @@ def _default_baseline(experimentation, function, found: dict[str, VariantResult]
 
 
 async def _sample_ratio(query: Query, function_name: str, function, experimentation, namespace: str | None):
+    history = await _intended(query, function_name, function, experimentation, namespace)
     namespace_filter = "AND tags['tensorzero::namespace'] = {namespace:String}" if namespace else ""
     rows = await query(
         ASSIGNMENTS_SQL.replace("{namespace_filter}", namespace_filter),
-        {"function": function_name, "namespace": namespace or ""},
+        {"function": function_name, "namespace": namespace or "", "bounds": [start for start, _ in history[1:]]},
     )
     if not rows:
         return None
-    intended = await _intended(query, function_name, function, experimentation, namespace)
     observed: dict[str, int] = {}
     expected: dict[str, float] = {}
-    by_minute: dict[int, dict[str, int]] = {}
+    per_state: dict[int, int] = {}
     for row in rows:
-        by_minute.setdefault(int(row["minute"]), {})[row["variant"]] = int(row["episodes"])
         observed[row["variant"]] = observed.get(row["variant"], 0) + int(row["episodes"])
-    for minute, counts in by_minute.items():
-        shares = intended((minute + 30) * 1000)
-        for name, p in shares.items():
+        per_state[int(row["state"])] = per_state.get(int(row["state"]), 0) + int(row["episodes"])
+    for index, episodes in per_state.items():
+        for name, p in history[index][1].items():
             if p > 0:
-                expected[name] = expected.get(name, 0.0) + p * sum(counts.values())
+                expected[name] = expected.get(name, 0.0) + p * episodes
     inside = [name for name in expected if expected[name] > 0]
     outside = {name: count for name, count in observed.items() if name not in inside}
     seen = [observed.get(name, 0) for name in inside]
@@ -303,14 +313,13 @@ async def _sample_ratio(query: Query, function_name: str, function, experimentat
     )  # fmt: skip
 
 
-async def _intended(query: Query, function_name: str, function, experimentation, namespace: str | None):
-    """The sampling probabilities in effect at a moment (ms): fixed for static experiments;
-    the stored track-and-stop states for adaptive ones."""
+async def _intended(
+    query: Query, function_name: str, function, experimentation, namespace: str | None
+) -> list[tuple[int, dict[str, float]]]:
+    """(start ms, probabilities) of each sampling state in order: one for static weights; the
+    initial equal shares then every stored track-and-stop state for adaptive experiments."""
     sampler = build_sampler(function_name, function.variants, experimentation)
     if not isinstance(experimentation, AdaptiveExperimentation):
-        fixed = sampler.probabilities()
-        return lambda _ms: fixed
+        return [(0, sampler.probabilities())]
     rows = await query(STATES_SQL, {"function": function_name, "namespace": namespace or ""})
-    for row in rows:
-        sampler.apply(int(row["effective_from_ms"]), dict(row["probabilities"]))
-    return sampler.probabilities
+    return [(0, sampler.probabilities(0)), *((int(r["effective_from_ms"]), dict(r["probabilities"])) for r in rows)]

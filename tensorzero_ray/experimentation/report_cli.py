@@ -22,7 +22,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--baseline", help="the variant the others are compared with (default: the first candidate)")
     p.add_argument("--namespace")
     p.add_argument("--alpha", type=float, default=0.05)
-    p.add_argument("--tune-n", type=int, default=1000, help="units at which the confidence sequences are tightest")
+    p.add_argument("--tune-n", type=int, default=100, help="units at which the confidence sequences are tightest")
     p.add_argument("--format", choices=("pretty", "json"), default="pretty")
     return p
 

@@ -17,7 +17,7 @@ class ExperimentReportRequest(NullMeansDefault):
     alpha: float = Field(default=0.05, gt=0, lt=1)
     # The sample size around which the confidence sequences are tightest (fixed in advance, so
     # they stay valid however often the report is read).
-    tune_n: int = Field(default=1000, ge=1)
+    tune_n: int = Field(default=100, ge=1)
 
 
 class Interval(BaseModel):

@@ -18,6 +18,7 @@ from tensorzero_ray.types.replay import ReplayRequest
 from tensorzero_ray.types.stored import GetInferencesRequest, ListInferencesRequest, StoredInference
 from tensorzero_ray.ui.app import UIState
 from tensorzero_ray.ui.charts import Series, colors_for, line_chart, share_bar
+from tensorzero_ray.ui.experiment_panel import experiment_panel
 from tensorzero_ray.ui.forms import (
     FILTER_FIELDS,
     PAGE_SIZES,
@@ -304,8 +305,10 @@ def add_routes(app: FastAPI, state: UIState) -> None:
             )
         token_width, tokens = await state.queries.token_usage(function_name)
         recent = await state.inferences.list(ListInferencesRequest(function_name=function_name, limit=10))
+        experiment = await experiment_panel(state, function_name, function, chosen, colors)
         return pages.render(
             "function.html",
+            experiment=experiment,
             name=function_name,
             function=function,
             is_json=isinstance(function, JsonFunctionConfig),
