@@ -16,7 +16,9 @@ import pytest
 
 from tensorzero_ray.api.gateway import create_app
 from tensorzero_ray.config import load_config
-from tensorzero_ray.experimentation.controller import ExperimentController
+from tensorzero_ray.experimentation.controller import ExperimentController, StateEntry
+from tensorzero_ray.experimentation.follower import StateFollower
+from tensorzero_ray.experimentation.sampling import AdaptiveSampler
 from tensorzero_ray.experimentation.feedback_statistics import arm_statistics
 from tensorzero_ray.experimentation.report import experiment_report, sequence_half_width
 from tensorzero_ray.functions.routers import LocalRouters
@@ -54,6 +56,12 @@ metric = "liked"
 min_samples_per_variant = 5
 delta = 0.05
 update_period_s = 1
+
+[functions.pick.experimentation.namespaces.mobile]
+type = "adaptive"
+candidate_variants = ["bad", "good"]
+metric = "liked"
+min_samples_per_variant = 50
 """
 
 
@@ -73,10 +81,12 @@ class Stack:
         app = create_app(config, self.routers, observability, experiments=self.controller)
         self.http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost")
 
-    async def infer(self, episode_id: str | None = None) -> dict:
+    async def infer(self, episode_id: str | None = None, namespace: str | None = None) -> dict:
         body = {"function_name": "pick", "input": {"messages": [{"role": "user", "content": "Hi"}]}}
         if episode_id is not None:
             body["episode_id"] = episode_id
+        if namespace is not None:
+            body["namespace"] = namespace
         response = await self.http.post("/inference", json=body)
         assert response.status_code == 200, response.text
         return response.json()
@@ -143,7 +153,8 @@ async def test_feedback_moves_traffic_to_the_better_variant_until_it_stops(confi
 
     # Stored history: one row per update, ending with the winner.
     rows = await observability.query(
-        "SELECT state, winner FROM AdaptiveExperimentState WHERE function_name = 'pick' ORDER BY computed_at"
+        "SELECT state, winner FROM AdaptiveExperimentState WHERE function_name = 'pick' AND namespace = '' "
+        "ORDER BY computed_at"
     )
     assert len(rows) >= 3 and rows[-1]["winner"] == "good" and '"nursery_only"' in rows[0]["state"]
 
@@ -181,6 +192,29 @@ async def test_episode_level_feedback_counts_each_single_variant_episode_once(co
     assert {a.variant: a.count for a in found} == per_variant and all(a.mean == 1.0 for a in found)
     report = (await stack.http.get("/internal/experiments/pick/report", params={"metric_name": "session_ok"})).json()
     assert {v["variant_name"]: v["units"] for v in report["variants"]} == per_variant
+    await stack.close()
+
+
+async def test_a_namespace_runs_its_own_experiment_on_its_own_traffic(config, observability):
+    stack = Stack(config, observability)
+    served = []
+    for n in range(12):
+        answer = await stack.infer(namespace="mobile")
+        served.append(answer["variant_name"])
+        feedback = {"metric_name": "liked", "inference_id": answer["inference_id"], "value": True}
+        assert (await stack.http.post("/feedback", json=feedback)).status_code == 200
+    await observability.flush()
+    await stack.controller.update()
+    states = (await stack.http.get("/internal/experiments")).json()["experiments"]
+    mobile = states["pick::mobile"]
+    # Still in its nursery (50 samples each): only the namespace's 12 inferences count.
+    assert mobile["state"] == {"type": "nursery_only", "variants": ["bad", "good"]}
+    counts = {a.variant: a.count for a in stack.controller.statuses[("pick", "mobile")].state.arms}
+    assert counts == {name: served.count(name) for name in ("bad", "good")}
+    shown = await stack.http.get(
+        "/internal/functions/pick/variant_sampling_probabilities", params={"namespace": "mobile"}
+    )
+    assert shown.json()["probabilities"] == {"bad": 0.5, "good": 0.5}
     await stack.close()
 
 
@@ -294,3 +328,26 @@ def test_confidence_sequences_stay_valid_when_peeking_at_every_step():
     naive_wrong = (np.abs(means) > 1.96 * stderr)[:, looks].any(axis=1).mean()
     assert ever_wrong <= alpha
     assert naive_wrong > 3 * alpha  # a fixed-n interval read at every step is wrong far more often
+
+
+async def test_routers_keep_the_last_state_when_the_controller_dies():
+    class Controller:
+        """Publishes one state, then dies as a replica would (its calls fail)."""
+
+        def __init__(self):
+            self.calls = 0
+
+        async def changes(self, since: int, timeout_s: float):
+            self.calls += 1
+            if self.calls == 1:
+                return 1, [StateEntry("pick", "", 0, {"good": 0.9, "bad": 0.1})]
+            raise ConnectionError("the controller's replica is gone")
+
+    sampler = AdaptiveSampler(["good", "bad"], [])
+    follower = StateFollower(Controller(), {("pick", ""): sampler})
+    await follower.ready()
+    assert sampler.probabilities() == {"good": 0.9, "bad": 0.1}
+    for _ in range(50):  # the failing polls run on later turns of the loop
+        await asyncio.sleep(0)
+    assert sampler.probabilities() == {"good": 0.9, "bad": 0.1} and follower.synced
+    await follower.aclose()
