@@ -235,3 +235,11 @@ def unwrap(exc: BaseException) -> BaseException:
         exc = cause
         cause = getattr(exc, "cause", None)
     return exc
+
+
+class AllCandidatesFailed(TensorZeroError):
+    """Every candidate of a best-of-n or mixture-of-n variant failed."""
+
+    def __init__(self, errors: list[TensorZeroError]):
+        joined = "\n".join(err.message for err in errors)
+        super().__init__(f"All candidates failed with errors: {joined}", 502)

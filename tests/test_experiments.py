@@ -17,10 +17,10 @@ import pytest
 from tensorzero_ray.api.gateway import create_app
 from tensorzero_ray.config import load_config
 from tensorzero_ray.experimentation.controller import ExperimentController, StateEntry
-from tensorzero_ray.experimentation.follower import StateFollower
-from tensorzero_ray.experimentation.sampling import AdaptiveSampler
 from tensorzero_ray.experimentation.feedback_statistics import arm_statistics
+from tensorzero_ray.experimentation.follower import StateFollower
 from tensorzero_ray.experimentation.report import experiment_report, sequence_half_width
+from tensorzero_ray.experimentation.sampling import AdaptiveSampler
 from tensorzero_ray.functions.routers import LocalRouters
 from tensorzero_ray.store.observability import ObservabilityClient, ObservabilityWriter, StorageSettings
 from tensorzero_ray.types.experiments import ExperimentReportRequest

@@ -236,6 +236,13 @@ def _function_problems(config: Config, name: str, function: Any) -> list[Problem
             for index, candidate in enumerate(variant.candidates):
                 if candidate not in variant_names:
                     found.append(((*where, "candidates", str(index)), f"unknown variant `{candidate}`"))
+                elif isinstance(function.variants[candidate], (BestOfNVariantConfig, MixtureOfNVariantConfig)):
+                    found.append(
+                        (
+                            (*where, "candidates", str(index)),
+                            f"candidate `{candidate}` is itself a best-of-n or mixture-of-n variant; use its candidates",
+                        )
+                    )
         if isinstance(variant, DiclVariantConfig) and not config.has_embedding_model(variant.embedding_model):
             found.append(((*where, "embedding_model"), f"unknown embedding model `{variant.embedding_model}`"))
 

@@ -21,7 +21,13 @@ from pydantic import TypeAdapter, ValidationError
 
 from tensorzero_ray.config import Config
 from tensorzero_ray.config.functions import DEFAULT_FUNCTION, JsonFunctionConfig
-from tensorzero_ray.config.variants import ChatCompletionVariantConfig, VariantConfig, variant_models
+from tensorzero_ray.config.variants import (
+    BestOfNVariantConfig,
+    ChatCompletionVariantConfig,
+    MixtureOfNVariantConfig,
+    VariantConfig,
+    variant_models,
+)
 from tensorzero_ray.errors import (
     InvalidRequest,
     NotImplementedYet,
@@ -62,7 +68,9 @@ from tensorzero_ray.types import (
 from tensorzero_ray.types.model import ModelInferenceResult
 from tensorzero_ray.validation import describe_errors
 from tensorzero_ray.variants.base import InferenceCall, NotServedVariant, Variant
+from tensorzero_ray.variants.best_of_n import BestOfNVariant
 from tensorzero_ray.variants.chat_completion import ChatCompletionVariant
+from tensorzero_ray.variants.mixture_of_n import MixtureOfNVariant
 
 logger = logging.getLogger(__name__)
 
@@ -115,9 +123,12 @@ class FunctionRouter:
         self.function = config.function(function_name)
         self.input_validator = InputValidator(self.function.schema_files())
         self._schema_names = set(self.function.schema_files())
-        self.variants: dict[str, Variant] = {
-            name: self._build_variant(name, variant) for name, variant in self.function.variants.items()
-        }
+        self.variants: dict[str, Variant] = {}
+        # Variants made of other variants come second: their candidates exist by then.
+        composite = (BestOfNVariantConfig, MixtureOfNVariantConfig)
+        for name, variant in sorted(self.function.variants.items(), key=lambda item: isinstance(item[1], composite)):
+            self.variants[name] = self._build_variant(name, variant)
+        self.variants = {name: self.variants[name] for name in self.function.variants}
         experimentation = self.function.experimentation
         self.sampler = build_sampler(function_name, self.function.variants, experimentation)
         self.namespace_samplers: dict[str, VariantSampler | AdaptiveSampler] = {
@@ -143,8 +154,17 @@ class FunctionRouter:
         )
 
     def _build_variant(self, name: str, config) -> Variant:
+        if isinstance(config, BestOfNVariantConfig):
+            candidates = [self.variants[c] for c in config.candidates]
+            return BestOfNVariant(name, config, candidates, self._chat(f"{name}::evaluator", config.evaluator))
+        if isinstance(config, MixtureOfNVariantConfig):
+            candidates = [self.variants[c] for c in config.candidates]
+            return MixtureOfNVariant(name, config, candidates, self._chat(f"{name}::fuser", config.fuser))
         if not isinstance(config, ChatCompletionVariantConfig):
             return NotServedVariant(name, config.type)
+        return self._chat(name, config)
+
+    def _chat(self, name: str, config) -> ChatCompletionVariant:
         model = self.models.get(config.model)
         if model is None:
             raise UnknownModel(config.model)
@@ -342,7 +362,8 @@ class FunctionRouter:
     ) -> None:
         result = result or model_stream.result(aggregator.blocks())
         output = self._shape_output(plan, aggregator.blocks())
-        await self._record(request, plan, variant_name, output, [result], ttft_ms=model_stream.ttft_ms)
+        results = [*model_stream.earlier, result]
+        await self._record(request, plan, variant_name, output, results, ttft_ms=model_stream.ttft_ms)
 
     @staticmethod
     def _chunk_event(request, base: dict, is_json: bool, chunk, aggregator: ChunkAggregator) -> dict | None:

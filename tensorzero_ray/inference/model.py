@@ -238,6 +238,9 @@ class ModelStream:
         self.usage = Usage()
         self.finish_reason = None
         self.failed_providers: dict[str, str] = {}
+        # Model inferences the variant made before this stream (a mixture's candidates): stored
+        # with it under the same inference.
+        self.earlier: list[ModelInferenceResult] = []
 
     async def __aiter__(self) -> AsyncIterator[ProviderChunk]:
         try:

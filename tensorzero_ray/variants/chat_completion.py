@@ -101,6 +101,18 @@ class ChatCompletionVariant(Variant):
         result = await self._bounded(lambda: self.model.infer(request, call.extras, self.name), timeout)
         return [result]
 
+    async def call_model(self, request: ModelInferenceRequest, call: InferenceCall) -> ModelInferenceResult:
+        """A request built from `prepare`'s and changed (an evaluator's or a fuser's), with this
+        variant's retries and timeout."""
+        timeout = self.config.timeouts.non_streaming.total_ms
+        return await self._bounded(lambda: self.model.infer(request, call.extras, self.name), timeout)
+
+    async def stream_model(self, request: ModelInferenceRequest, call: InferenceCall) -> ModelStream:
+        """`call_model`, streamed."""
+        timeout = self.config.timeouts.streaming.ttft_ms
+        streamed = request.model_copy(update={"stream": True})
+        return await self._bounded(lambda: self.model.stream(streamed, call.extras, self.name), timeout)
+
     async def stream(self, call: InferenceCall) -> ModelStream:
         request = (await self._prepared(call)).model_copy(update={"stream": True})
         timeout = self.config.timeouts.streaming.ttft_ms
