@@ -91,6 +91,11 @@ BROKEN = [
         id="unknown-adaptive-metric",
     ),
     pytest.param(
+        BASE + '[functions.f.variants.cot]\ntype = "experimental_chain_of_thought"\nmodel = "m"\n',
+        "functions.f.variants.cot.type: `experimental_chain_of_thought` serves JSON functions only",
+        id="chain-of-thought-on-chat",
+    ),
+    pytest.param(
         BASE
         + '[metrics.ok]\ntype = "boolean"\noptimize = "max"\nlevel = "inference"\n'
         + '[functions.f.experimentation]\ntype = "adaptive"\ncandidate_variants = ["v"]\nmetric = "ok"\nmin_prob = 1.5\n',
@@ -238,14 +243,20 @@ def test_every_variant_type_and_experimentation_parses(tmp_path):
         k = 3
         max_distance = 0.5
 
-        [functions.f.variants.cot]
+        [functions.f.variants.fallback]
+        type = "chat_completion"
+        model = "m"
+
+        [functions.j]
+        type = "json"
+        [functions.j.variants.cot]
         type = "experimental_chain_of_thought"
         model = "m"
 
         [functions.f.experimentation]
         type = "adaptive"
         candidate_variants = ["v", "bon"]
-        fallback_variants = ["cot"]
+        fallback_variants = ["fallback"]
         metric = "ok"
 
         [functions.f.experimentation.namespaces.mobile]
@@ -293,7 +304,7 @@ def test_every_variant_type_and_experimentation_parses(tmp_path):
     assert isinstance(variants["bon"], BestOfNVariantConfig)
     assert isinstance(variants["mon"], MixtureOfNVariantConfig)
     assert isinstance(variants["dicl"], DiclVariantConfig)
-    assert isinstance(variants["cot"], ChainOfThoughtVariantConfig)
+    assert isinstance(config.functions["j"].variants["cot"], ChainOfThoughtVariantConfig)
     experimentation = config.functions["f"].experimentation
     assert isinstance(experimentation, AdaptiveExperimentation)
     assert isinstance(experimentation.namespaces["mobile"], StaticExperimentation)

@@ -27,7 +27,13 @@ model_name = "{model}"
 api_base = "{{openai}}/v1/"
 api_key_location = "path::{{key}}"
 """
-    for name, model in (("chooser", "choose-1"), ("confused", "choose-9"), ("fuser", "fuse"), ("broken", "gone-500"))
+    for name, model in (
+        ("chooser", "choose-1"),
+        ("confused", "choose-9"),
+        ("fuser", "fuse"),
+        ("broken", "gone-500"),
+        ("thinker", "think"),
+    )  # fmt: skip
 )
 CONFIG = """
 [functions.story]
@@ -77,6 +83,13 @@ type = "experimental_mixture_of_n"
 candidates = ["good", "alternate"]
 [functions.story.variants.mix.fuser]
 model = "fuser"
+
+[functions.answer]
+type = "json"
+output_schema = "answer_schema.json"
+[functions.answer.variants.cot]
+type = "experimental_chain_of_thought"
+model = "thinker"
 """
 
 
@@ -84,6 +97,8 @@ model = "fuser"
 async def client(tmp_path_factory, openai_mock, observability):
     folder = tmp_path_factory.mktemp("inference_time")
     (folder / "key").write_text(openai_mock.api_key)
+    schema = {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"]}
+    (folder / "answer_schema.json").write_text(orjson.dumps(schema).decode())
     text = textwrap.dedent(CONFIG + MODELS).replace("{openai}", openai_mock.url).replace("{key}", str(folder / "key"))
     (folder / "tensorzero.toml").write_text(text)
     config = load_config(str(folder / "tensorzero.toml"))
@@ -173,7 +188,23 @@ async def test_best_of_n_says_it_does_not_stream(client):
     assert response.status_code == 501 and "does not stream" in response.json()["error"]
 
 
+async def test_chain_of_thought_answers_the_response_and_keeps_the_thinking(client, openai_mock, observability):
+    body = {"function_name": "answer", "input": {"messages": [{"role": "user", "content": "What is six times seven?"}]}}
+    answer = await client.post("/inference", json=body)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["output"] == {"raw": '{"answer":"42"}', "parsed": {"answer": "42"}}
+    sent = [r["body"] for r in openai_mock.requests if r["body"].get("model") == "think"][-1]
+    schema = sent["response_format"]["json_schema"]["schema"]
+    assert schema["required"] == ["thinking", "response"] and schema["properties"]["response"]["required"] == ["answer"]
+    await observability.flush()
+    stored = await observability.query(
+        "SELECT auxiliary_content FROM JsonInference WHERE id = {i:UUID}", {"i": answer.json()["inference_id"]}
+    )
+    assert "step by step" in stored[0]["auxiliary_content"]
+
+
 def test_a_candidate_that_is_itself_best_of_n_is_refused_at_start_up(tmp_path):
+    (tmp_path / "answer_schema.json").write_text('{"type": "object"}')
     (tmp_path / "tensorzero.toml").write_text(
         textwrap.dedent(CONFIG).replace('candidates = ["good", "alternate"]\n[functions.story.variants.mix.fuser]',
                                         'candidates = ["bon"]\n[functions.story.variants.mix.fuser]')

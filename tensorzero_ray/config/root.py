@@ -29,6 +29,7 @@ from tensorzero_ray.config.models import (
 )
 from tensorzero_ray.config.variants import (
     BestOfNVariantConfig,
+    ChainOfThoughtVariantConfig,
     ChatCompletionVariantConfig,
     DiclVariantConfig,
     MixtureOfNVariantConfig,
@@ -243,6 +244,8 @@ def _function_problems(config: Config, name: str, function: Any) -> list[Problem
                             f"candidate `{candidate}` is itself a best-of-n or mixture-of-n variant; use its candidates",
                         )
                     )
+        if isinstance(variant, ChainOfThoughtVariantConfig) and isinstance(function, ChatFunctionConfig):
+            found.append(((*where, "type"), "`experimental_chain_of_thought` serves JSON functions only"))
         if isinstance(variant, DiclVariantConfig) and not config.has_embedding_model(variant.embedding_model):
             found.append(((*where, "embedding_model"), f"unknown embedding model `{variant.embedding_model}`"))
 

@@ -23,6 +23,7 @@ from tensorzero_ray.config import Config
 from tensorzero_ray.config.functions import DEFAULT_FUNCTION, JsonFunctionConfig
 from tensorzero_ray.config.variants import (
     BestOfNVariantConfig,
+    ChainOfThoughtVariantConfig,
     ChatCompletionVariantConfig,
     MixtureOfNVariantConfig,
     VariantConfig,
@@ -69,6 +70,7 @@ from tensorzero_ray.types.model import ModelInferenceResult
 from tensorzero_ray.validation import describe_errors
 from tensorzero_ray.variants.base import InferenceCall, NotServedVariant, Variant
 from tensorzero_ray.variants.best_of_n import BestOfNVariant
+from tensorzero_ray.variants.chain_of_thought import ChainOfThoughtVariant
 from tensorzero_ray.variants.chat_completion import ChatCompletionVariant
 from tensorzero_ray.variants.mixture_of_n import MixtureOfNVariant
 
@@ -160,6 +162,9 @@ class FunctionRouter:
         if isinstance(config, MixtureOfNVariantConfig):
             candidates = [self.variants[c] for c in config.candidates]
             return MixtureOfNVariant(name, config, candidates, self._chat(f"{name}::fuser", config.fuser))
+        if isinstance(config, ChainOfThoughtVariantConfig):
+            model = self._chat(name, config).model
+            return ChainOfThoughtVariant(name, config, model, self._schema_names, self._fs_base)
         if not isinstance(config, ChatCompletionVariantConfig):
             return NotServedVariant(name, config.type)
         return self._chat(name, config)

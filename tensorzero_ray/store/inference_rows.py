@@ -16,7 +16,7 @@ from tensorzero_ray.store.rows import (
     ModelProviderFailureRow,
     Row,
 )
-from tensorzero_ray.types import InferenceRequest, Input, JsonOutput
+from tensorzero_ray.types import InferenceRequest, Input, JsonOutput, Thought
 from tensorzero_ray.types.inference import stored_tool
 from tensorzero_ray.types.model import ModelInferenceResult, ToolSettings
 
@@ -74,8 +74,13 @@ def inference_rows(
         ttft_ms=ttft_ms,
     )
     if isinstance(output, JsonOutput):
+        # What the answer carried besides its JSON (a chain of thought's thinking, reasoning).
+        beside = [b.model_dump(mode="json", exclude_none=True) for b in results[-1].output if isinstance(b, Thought)]
         head: Row = JsonInferenceRow(
-            output=_json(output.model_dump(mode="json")), output_schema=_json(output_schema or {}), **common
+            output=_json(output.model_dump(mode="json")),
+            output_schema=_json(output_schema or {}),
+            auxiliary_content=_json(beside) if beside else "",
+            **common,
         )
     else:
         head = ChatInferenceRow(

@@ -207,6 +207,8 @@ class OpenAIMock:
             message["content"] = '{"answer":"42"}'
         elif "judge" in model:
             message["content"] = '{"score": true}'
+        elif model.startswith("think"):
+            message["content"] = '{"thinking": "step by step", "response": {"answer": "42"}}'
         elif model.startswith("choose-"):
             # A best-of-n evaluator that names the candidate in its model name.
             message["content"] = json.dumps({"thinking": "compared them", "answer_choice": int(model.split("-")[1])})
