@@ -378,10 +378,10 @@ BAD = [
         id="unknown-allowed-tool",
     ),
     pytest.param(
-        {"function_name": "basic_test", "input": HELLO, "cache_options": {"enabled": "on"}},
-        501,
-        "inference cache is not available yet",
-        id="cache-not-yet",
+        {"function_name": "basic_test", "input": HELLO, "cache_options": {"enabled": "sometimes"}},
+        400,
+        "cache_options.enabled",
+        id="cache-mode-unknown",
     ),
 ]
 

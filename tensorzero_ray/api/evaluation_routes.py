@@ -35,7 +35,7 @@ class RunEvaluationRequest(NullMeansDefault):
     datapoint_ids: list[str] | None = None
     variant_name: str
     concurrency: int = Field(default=1, ge=1, le=1000)
-    inference_cache: str = "off"
+    inference_cache: Literal["on", "off", "read_only", "write_only"] = "on"
     max_datapoints: int | None = Field(default=None, ge=1)
     precision_targets: dict[str, float] = Field(default_factory=dict)
 

@@ -35,7 +35,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--cpus-per-worker", type=float, default=0.25, help="CPUs each sweep worker reserves")
     p.add_argument("-c", "--concurrency", type=int, default=1)
     p.add_argument("-f", "--format", choices=("pretty", "jsonl"), default="pretty")
-    p.add_argument("--inference-cache", choices=CACHE_MODES, default="off")
+    p.add_argument("--inference-cache", choices=CACHE_MODES, default="on")
     p.add_argument("--max-datapoints", type=int)
     p.add_argument("--adaptive-stopping-precision", default="", help="evaluator=half_width,...")
     p.add_argument("--cutoffs", default="", help="evaluator=value,...: exit 1 when a mean is on the wrong side")
@@ -80,11 +80,6 @@ def build_spec(args, config) -> EvaluationSpec:
             raise EvaluationSetupError(f"Unknown variant `{variant}` of `{function_name}` (it has: {known})")
     if len(variants) > 1 and args.adaptive_stopping_precision:
         raise EvaluationSetupError("--adaptive-stopping-precision applies to one variant at a time")
-    if args.inference_cache != "off":
-        raise EvaluationSetupError(
-            f"--inference-cache {args.inference_cache}: the inference cache is not available in tensorzero-ray yet; "
-            "use --inference-cache off"
-        )
     if args.max_datapoints is not None and args.datapoint_ids:
         raise EvaluationSetupError("--max-datapoints applies to --dataset-name only")
     known = [e.name for e in evaluators]

@@ -35,7 +35,7 @@ class EvaluationSpec:
     evaluation_name: str | None = None
     concurrency: int = 1
     max_datapoints: int | None = None
-    inference_cache: str = "off"
+    inference_cache: str = "on"
     precision_targets: dict[str, float] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
     source: str = "cli"

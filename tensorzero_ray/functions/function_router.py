@@ -31,7 +31,6 @@ from tensorzero_ray.config.variants import (
 )
 from tensorzero_ray.errors import (
     InvalidRequest,
-    NotImplementedYet,
     StreamError,
     TensorZeroError,
     UnknownModel,
@@ -40,6 +39,7 @@ from tensorzero_ray.experimentation.follower import StateFollower
 from tensorzero_ray.experimentation.sampling import AdaptiveSampler, VariantSampler, build_sampler
 from tensorzero_ray.functions.plan import VariantPlan
 from tensorzero_ray.ids import uuid7
+from tensorzero_ray.inference.cache import InferenceCache
 from tensorzero_ray.inference.files import FileResolver
 from tensorzero_ray.inference.input import InputValidator
 from tensorzero_ray.inference.model import ModelRegistry, ModelStream, RequestExtras
@@ -229,8 +229,6 @@ class FunctionRouter:
     # --- planning ---------------------------------------------------------------------------
 
     def _plan(self, request: InferenceRequest) -> VariantPlan:
-        if request.cache_options.enabled != "off":
-            raise NotImplementedYet('The inference cache is not available yet; send cache_options.enabled = "off"')
         dynamic = None
         if request.internal_dynamic_variant_config is not None:
             if not request.dryrun:
@@ -270,11 +268,19 @@ class FunctionRouter:
             output_schema=output_schema,
             tool_settings=tool_settings,
             extras=RequestExtras(
-                credentials=request.credentials, extra_body=request.extra_body, extra_headers=request.extra_headers
+                credentials=request.credentials,
+                extra_body=request.extra_body,
+                extra_headers=request.extra_headers,
+                cache=self._cache(request),
             ),
         )
         episode_id = uuid.UUID(request.episode_id) if request.episode_id else uuid7()
         return VariantPlan(self, request, call, episode_id, output_validator, ToolCallValidator(tool_settings), dynamic)
+
+    def _cache(self, request: InferenceRequest) -> InferenceCache | None:
+        if request.cache_options.enabled == "off" or self.observability is None:
+            return None
+        return InferenceCache(self.observability, request.cache_options, request.dryrun)
 
     def _dynamic_variant(self, raw: dict, name: str) -> Variant:
         """An ad-hoc variant from the request (dry runs only: replays, evaluations, the UI's
@@ -365,6 +371,8 @@ class FunctionRouter:
     async def _record_stream(
         self, request, plan: VariantPlan, variant_name: str, model_stream, aggregator, result=None
     ) -> None:
+        if result is not None:
+            await model_stream.remember(result)  # only a stream that finished
         result = result or model_stream.result(aggregator.blocks())
         output = self._shape_output(plan, aggregator.blocks())
         results = [*model_stream.earlier, result]

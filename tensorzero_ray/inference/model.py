@@ -32,7 +32,7 @@ from tensorzero_ray.ids import uuid7
 from tensorzero_ray.providers import CallContext, Provider, build_provider
 from tensorzero_ray.providers.base import lookup_pointer
 from tensorzero_ray.types import ExtraBodyEntry, ExtraHeaderEntry, Usage
-from tensorzero_ray.types.content import Thought
+from tensorzero_ray.types.content import Text, TextChunk, Thought, ThoughtChunk, ToolCallChunk, ToolCallOutput
 from tensorzero_ray.types.model import ModelInferenceRequest, ModelInferenceResult, ProviderChunk, has_custom_tools
 
 logger = logging.getLogger(__name__)
@@ -45,6 +45,8 @@ class RequestExtras:
     credentials: dict[str, str] = field(default_factory=dict, repr=False)
     extra_body: list[ExtraBodyEntry] = field(default_factory=list)
     extra_headers: list[ExtraHeaderEntry] = field(default_factory=list)
+    # The request's view of the inference cache (inference/cache.py), when it uses one.
+    cache: Any = None
 
     def context(self, variant: str | None, model: str, provider: str) -> CallContext:
         def applies(entry) -> bool:
@@ -123,6 +125,9 @@ class Model:
         for provider_name, provider in self.providers:
             ctx = extras.context(variant, self.name, provider_name)
             started = time.monotonic()
+            hit = await extras.cache.lookup(self.name, provider_name, request) if extras.cache is not None else None
+            if hit is not None:
+                return self._cached(provider_name, provider, request, hit, started)
             try:
                 async with asyncio.timeout(_seconds(provider.config.timeouts.non_streaming.total_ms)):
                     response = await provider.infer(for_provider(request, provider), ctx)
@@ -137,7 +142,7 @@ class Model:
             elapsed = int((time.monotonic() - started) * 1000)
             usage = response.usage.model_copy()
             usage.cost = compute_cost(provider.config.cost, [_json_or_none(response.raw_response)], False)
-            return ModelInferenceResult(
+            result = ModelInferenceResult(
                 id=uuid7(),
                 model_name=self.name,
                 model_provider_name=provider_name,
@@ -153,7 +158,27 @@ class Model:
                 response_time_ms=elapsed,
                 failed_providers={name: error.message for name, error in errors.items()},
             )
+            if extras.cache is not None:
+                await extras.cache.remember(request, result)
+            return result
         raise AllModelProvidersFailed(errors, model_name=self.name)
+
+    def _cached(self, provider_name: str, provider, request, hit, started: float) -> ModelInferenceResult:
+        return ModelInferenceResult(
+            id=uuid7(),
+            model_name=self.name,
+            model_provider_name=provider_name,
+            provider_type=provider.provider_type,
+            output=hit.output,
+            usage=Usage(input_tokens=0, output_tokens=0),
+            finish_reason=hit.finish_reason,
+            raw_request=hit.raw_request,
+            raw_response=hit.raw_response,
+            system=request.system,
+            input_messages=request.messages,
+            response_time_ms=int((time.monotonic() - started) * 1000),
+            cached=True,
+        )
 
     async def stream(
         self, request: ModelInferenceRequest, extras: RequestExtras, variant: str | None = None
@@ -170,6 +195,9 @@ class Model:
         for provider_name, provider in self.providers:
             ctx = extras.context(variant, self.name, provider_name)
             started = time.monotonic()
+            hit = await extras.cache.lookup(self.name, provider_name, request) if extras.cache is not None else None
+            if hit is not None:
+                return ModelStream.replay(self, provider_name, provider, request, ctx, hit, started)
             try:
                 sent = for_provider(request, provider)
             except TensorZeroError as exc:
@@ -204,6 +232,7 @@ class Model:
             deadline = _min_deadline(started, self.config.timeouts, provider.config.timeouts)
             stream = ModelStream(self, provider_name, provider, request, ctx, first, iterator, started, deadline)
             stream.failed_providers = {name: error.message for name, error in errors.items()}
+            stream.cache = extras.cache
             return stream
         raise AllModelProvidersFailed(errors, model_name=self.name)
 
@@ -241,6 +270,33 @@ class ModelStream:
         # Model inferences the variant made before this stream (a mixture's candidates): stored
         # with it under the same inference.
         self.earlier: list[ModelInferenceResult] = []
+        self.cache: Any = None
+        self.cached = False
+
+    @classmethod
+    def replay(cls, model: "Model", provider_name: str, provider, request, ctx, hit, started: float) -> "ModelStream":
+        """A cached answer as a stream: one chunk with every block, no usage."""
+        content = []
+        for index, block in enumerate(hit.output):
+            if isinstance(block, Text):
+                content.append(TextChunk(id=str(index), text=block.text or ""))
+            elif isinstance(block, ToolCallOutput):
+                content.append(ToolCallChunk(id=block.id, raw_name=block.raw_name, raw_arguments=block.raw_arguments))
+            elif isinstance(block, Thought):
+                content.append(ThoughtChunk(id=str(index), text=block.text, signature=block.signature))
+        first = ProviderChunk(
+            content=content, usage=Usage(input_tokens=0, output_tokens=0), finish_reason=hit.finish_reason
+        )
+        ctx.raw_request = hit.raw_request
+        stream = cls(model, provider_name, provider, request, ctx, first, _nothing(), started, None)
+        stream.raw_chunks = [hit.raw_response]
+        stream.cached = True
+        return stream
+
+    async def remember(self, result: ModelInferenceResult) -> None:
+        """A finished stream's answer into the cache, when the request writes to it."""
+        if self.cache is not None:
+            await self.cache.remember(self.request, result)
 
     async def __aiter__(self) -> AsyncIterator[ProviderChunk]:
         try:
@@ -303,7 +359,13 @@ class ModelStream:
             response_time_ms=int((time.monotonic() - self._started) * 1000),
             ttft_ms=self.ttft_ms,
             failed_providers=self.failed_providers,
+            cached=self.cached,
         )
+
+
+async def _nothing() -> AsyncIterator[ProviderChunk]:
+    return
+    yield
 
 
 def _min_deadline(started: float, model: Timeouts, provider: Timeouts) -> float | None:

@@ -113,6 +113,7 @@ def inference_rows(
             input_messages=_json([m.model_dump(mode="json", exclude_none=True) for m in r.input_messages]),
             output=_json([b.model_dump(mode="json", exclude_none=True) for b in r.output]),
             finish_reason=r.finish_reason,
+            cached=r.cached,
             cost=r.usage.cost,
             provider_cache_read_input_tokens=r.usage.provider_cache_read_input_tokens,
             provider_cache_write_input_tokens=r.usage.provider_cache_write_input_tokens,

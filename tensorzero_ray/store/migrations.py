@@ -272,6 +272,20 @@ MIGRATIONS: tuple[Migration, ...] = (
         ) ENGINE = MergeTree ORDER BY (function_name, namespace, effective_from) {DEDUP}""",
         ),
     ),
+    Migration(
+        10,
+        "inference cache",
+        (
+            f"""CREATE TABLE IF NOT EXISTS ModelInferenceCache (
+            short_cache_key UInt64, long_cache_key FixedString(64), timestamp DateTime DEFAULT now(),
+            output String, raw_request String, raw_response String, is_deleted Bool DEFAULT false,
+            input_tokens Nullable(UInt32), output_tokens Nullable(UInt32), finish_reason Nullable({FINISH_REASON}),
+            INDEX long_key_index long_cache_key TYPE bloom_filter GRANULARITY 1
+        ) ENGINE = ReplacingMergeTree(timestamp, is_deleted) PARTITION BY toYYYYMM(timestamp)
+        ORDER BY (short_cache_key, long_cache_key) PRIMARY KEY short_cache_key
+        SETTINGS index_granularity = 256, non_replicated_deduplication_window = 10000""",
+        ),
+    ),
 )
 
 BOOKKEEPING = """CREATE TABLE IF NOT EXISTS TensorZeroMigration (

@@ -232,3 +232,17 @@ class AdaptiveExperimentStateRow(Row):
     stopping_statistic: float | None = None
     threshold: float | None = None
     winner: str | None = None
+
+
+class ModelInferenceCacheRow(Row):
+    """A provider's answer kept for the inference cache, under its request's hash."""
+
+    table: str = Field(default="ModelInferenceCache", exclude=True)
+    short_cache_key: int
+    long_cache_key: str
+    output: str
+    raw_request: str
+    raw_response: str
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    finish_reason: FinishReason | None = None

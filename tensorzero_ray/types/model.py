@@ -113,5 +113,7 @@ class ModelInferenceResult(BaseModel):
     input_messages: list[RequestMessage] = Field(default_factory=list)
     response_time_ms: int
     ttft_ms: int | None = None
+    # Answered from the inference cache: no provider call, no usage.
+    cached: bool = False
     # Providers tried before this one, with their errors: the failures the models page counts.
     failed_providers: dict[str, str] = Field(default_factory=dict)
