@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import uuid
 
+import httpx
 import orjson
 
+from tensorzero_ray.api.gateway import create_app
+from tensorzero_ray.functions.routers import LocalRouters
 from tensorzero_ray.inference.cache import InferenceCache
 from tensorzero_ray.store.observability import ObservabilityClient, ObservabilityWriter, StorageSettings
 from tensorzero_ray.types.inference import CacheOptions
@@ -50,7 +53,7 @@ async def test_a_hit_skips_the_provider_costs_nothing_and_is_marked_cached(gatew
     assert await cached_flags(observability, second.json()["inference_id"]) == [True]
 
 
-async def test_max_age_limits_what_is_read(gateway, openai_mock, observability):
+async def test_max_age_limits_what_is_read(gateway, openai_mock, observability, config):
     text = f"aging {uuid.uuid4()}"
     assert (await gateway.post("/inference", json=body(text, "on"))).status_code == 200
     await observability.flush()
@@ -66,11 +69,15 @@ async def test_max_age_limits_what_is_read(gateway, openai_mock, observability):
         "AND timestamp > now() - 600 SETTINGS mutations_sync = 1",
         {"t": text},
     )
-    assert (await gateway.post("/inference", json=body(text, "on", cache={"max_age_s": 60}))).status_code == 200
-    assert calls(openai_mock, text) == 2  # an hour old is too old
-    await observability.flush()
-    assert (await gateway.post("/inference", json=body(text, "read_only"))).status_code == 200
-    assert calls(openai_mock, text) == 2  # without a limit, any entry will do
+    # Another replica: it knows the entry only from ClickHouse.
+    routers = LocalRouters(config, observability)
+    transport = httpx.ASGITransport(app=create_app(config, routers, observability))
+    async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as replica:
+        assert (await replica.post("/inference", json=body(text, "read_only", cache={"max_age_s": 60}))).status_code == 200
+        assert calls(openai_mock, text) == 2  # an hour old is too old
+        assert (await replica.post("/inference", json=body(text, "read_only"))).status_code == 200
+        assert calls(openai_mock, text) == 2  # without a limit, any entry will do
+    await routers.aclose()
 
 
 async def test_modes_and_dry_runs(gateway, openai_mock, observability):

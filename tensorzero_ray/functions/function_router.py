@@ -39,7 +39,7 @@ from tensorzero_ray.experimentation.follower import StateFollower
 from tensorzero_ray.experimentation.sampling import AdaptiveSampler, VariantSampler, build_sampler
 from tensorzero_ray.functions.plan import VariantPlan
 from tensorzero_ray.ids import uuid7
-from tensorzero_ray.inference.cache import InferenceCache
+from tensorzero_ray.inference.cache import InferenceCache, RecentAnswers
 from tensorzero_ray.inference.files import FileResolver
 from tensorzero_ray.inference.input import InputValidator
 from tensorzero_ray.inference.model import ModelRegistry, ModelStream, RequestExtras
@@ -143,6 +143,7 @@ class FunctionRouter:
             if isinstance(sampler, AdaptiveSampler)
         }
         self.follower = StateFollower(experiments, adaptive) if adaptive and experiments is not None else None
+        self.recent_answers = RecentAnswers()
         if adaptive and experiments is None:
             logger.warning(
                 "function %s: no experiment controller (observability is off?); its adaptive experiment "
@@ -280,7 +281,7 @@ class FunctionRouter:
     def _cache(self, request: InferenceRequest) -> InferenceCache | None:
         if request.cache_options.enabled == "off" or self.observability is None:
             return None
-        return InferenceCache(self.observability, request.cache_options, request.dryrun)
+        return InferenceCache(self.observability, request.cache_options, request.dryrun, self.recent_answers)
 
     def _dynamic_variant(self, raw: dict, name: str) -> Variant:
         """An ad-hoc variant from the request (dry runs only: replays, evaluations, the UI's
