@@ -41,7 +41,7 @@ POLL_INTERVAL_S = 0.02
 # While the writer is away: how long to wait for it, and how long after it answers again for
 # other replicas to deliver what they acknowledged meanwhile.
 OUTAGE_WAIT_S = 30.0
-CATCH_UP_S = 3.0
+CATCH_UP_S = 6.0
 
 
 class UnknownMetric(UnknownName):
