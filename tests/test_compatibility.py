@@ -168,7 +168,7 @@ async def test_configs_tensorzero_loads_load_here_too(gateway_for, openai_mock):
             type = "experimental_dynamic_in_context_learning"
             embedding_model = "azure_embedder"
             model = "m"
-            k = 0
+            k = 2
             """,
             "lookup.json": '{"type": "object", "properties": {"q": {"type": "string"}}}',
         }

@@ -246,6 +246,10 @@ def _function_problems(config: Config, name: str, function: Any) -> list[Problem
                     )
         if isinstance(variant, ChainOfThoughtVariantConfig) and isinstance(function, ChatFunctionConfig):
             found.append(((*where, "type"), "`experimental_chain_of_thought` serves JSON functions only"))
+        if isinstance(variant, DiclVariantConfig) and variant.k < 1:
+            found.append(((*where, "k"), "`k` must be at least 1"))
+        if isinstance(variant, DiclVariantConfig) and isinstance(function, ChatFunctionConfig) and function.tools:
+            found.append(((*where, "type"), "DICL variants do not serve functions with tools (as in TensorZero)"))
         if isinstance(variant, DiclVariantConfig) and not config.has_embedding_model(variant.embedding_model):
             found.append(((*where, "embedding_model"), f"unknown embedding model `{variant.embedding_model}`"))
 

@@ -25,6 +25,7 @@ from tensorzero_ray.config.variants import (
     BestOfNVariantConfig,
     ChainOfThoughtVariantConfig,
     ChatCompletionVariantConfig,
+    DiclVariantConfig,
     MixtureOfNVariantConfig,
     VariantConfig,
     variant_models,
@@ -40,6 +41,7 @@ from tensorzero_ray.experimentation.sampling import AdaptiveSampler, VariantSamp
 from tensorzero_ray.functions.plan import VariantPlan
 from tensorzero_ray.ids import uuid7
 from tensorzero_ray.inference.cache import InferenceCache, RecentAnswers
+from tensorzero_ray.inference.embeddings import EmbeddingRegistry
 from tensorzero_ray.inference.files import FileResolver
 from tensorzero_ray.inference.input import InputValidator
 from tensorzero_ray.inference.model import ModelRegistry, ModelStream, RequestExtras
@@ -48,6 +50,7 @@ from tensorzero_ray.inference.schemas import SchemaValidator
 from tensorzero_ray.inference.templates import RenderLimits
 from tensorzero_ray.inference.tools import ToolCallValidator, ToolCatalog, check_tool_history
 from tensorzero_ray.inference.url_fetch import FetchPolicy
+from tensorzero_ray.store.dicl_examples import nearest_examples
 from tensorzero_ray.store.inference_rows import has_files, inference_rows, stored_input
 from tensorzero_ray.store.object_storage import FilesystemObjectStore, label_inline_files, pointer_blocks
 from tensorzero_ray.store.observability import ObservabilityClient
@@ -72,6 +75,7 @@ from tensorzero_ray.variants.base import InferenceCall, NotServedVariant, Varian
 from tensorzero_ray.variants.best_of_n import BestOfNVariant
 from tensorzero_ray.variants.chain_of_thought import ChainOfThoughtVariant
 from tensorzero_ray.variants.chat_completion import ChatCompletionVariant
+from tensorzero_ray.variants.dicl import DiclVariant
 from tensorzero_ray.variants.mixture_of_n import MixtureOfNVariant
 
 logger = logging.getLogger(__name__)
@@ -121,6 +125,9 @@ class FunctionRouter:
             config.models, outbound_timeout_s=config.gateway.global_outbound_http_timeout_ms / 1000
         )
         self._fs_base = config.gateway.template_filesystem_access.root()
+        self.embedding_models = EmbeddingRegistry(
+            config.embedding_models, outbound_timeout_s=config.gateway.global_outbound_http_timeout_ms / 1000
+        )
         self.tools = ToolCatalog(config.tools)
         self.function = config.function(function_name)
         self.input_validator = InputValidator(self.function.schema_files())
@@ -163,12 +170,23 @@ class FunctionRouter:
         if isinstance(config, MixtureOfNVariantConfig):
             candidates = [self.variants[c] for c in config.candidates]
             return MixtureOfNVariant(name, config, candidates, self._chat(f"{name}::fuser", config.fuser))
+        if isinstance(config, DiclVariantConfig):
+            embedder = self.embedding_models.get(config.embedding_model)
+            if embedder is None:
+                raise UnknownModel(config.embedding_model)
+            model = self._chat(name, ChatCompletionVariantConfig(type="chat_completion", model=config.model)).model
+            return DiclVariant(name, self.function_name, config, model, embedder, self._search_examples)
         if isinstance(config, ChainOfThoughtVariantConfig):
             model = self._chat(name, config).model
             return ChainOfThoughtVariant(name, config, model, self._schema_names, self._fs_base)
         if not isinstance(config, ChatCompletionVariantConfig):
             return NotServedVariant(name, config.type)
         return self._chat(name, config)
+
+    async def _search_examples(self, *args) -> list[tuple[str, str]]:
+        if self.observability is None:
+            raise InvalidRequest("DICL variants need stored examples, and observability is disabled")
+        return await nearest_examples(self.observability.query, *args)
 
     def _chat(self, name: str, config) -> ChatCompletionVariant:
         model = self.models.get(config.model)
@@ -179,6 +197,7 @@ class FunctionRouter:
     async def aclose(self) -> None:
         if self.follower is not None:
             await self.follower.aclose()
+        await self.embedding_models.aclose()
         await self.models.aclose()
         await self.files.aclose()
 

@@ -286,6 +286,17 @@ MIGRATIONS: tuple[Migration, ...] = (
         SETTINGS index_granularity = 256, non_replicated_deduplication_window = 10000""",
         ),
     ),
+    Migration(
+        11,
+        "dynamic in-context learning examples",
+        (
+            f"""CREATE TABLE IF NOT EXISTS DynamicInContextLearningExample (
+            id UUID, function_name LowCardinality(String), variant_name LowCardinality(String), namespace String,
+            input String, output String, embedding Array(Float32),
+            timestamp DateTime MATERIALIZED UUIDv7ToDateTime(id)
+        ) ENGINE = MergeTree ORDER BY (function_name, variant_name, namespace) {DEDUP}""",
+        ),
+    ),
 )
 
 BOOKKEEPING = """CREATE TABLE IF NOT EXISTS TensorZeroMigration (

@@ -155,9 +155,12 @@ class OpenAIMock:
             return JSONResponse({"error": {"message": "Incorrect API key provided"}}, status_code=401)
         inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
         size = body.get("dimensions", 3)
-        data = [
-            {"object": "embedding", "index": i, "embedding": [float(len(text))] * size} for i, text in enumerate(inputs)
-        ]
+        if body.get("model") == "keywords":
+            # Known directions: how often the text names a cat, a dog and a fish.
+            vectors = [[text.count("cat") + 0.0, text.count("dog") + 0.0, text.count("fish") + 0.0] for text in inputs]
+        else:
+            vectors = [[float(len(text))] * size for text in inputs]
+        data = [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)]
         return JSONResponse(
             {
                 "object": "list",
