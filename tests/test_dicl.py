@@ -144,3 +144,28 @@ def test_bad_dicl_settings_are_named_at_start_up(tmp_path, change, fragment):
     (tmp_path / "tensorzero.toml").write_text(text)
     with pytest.raises(ConfigError, match=fragment.replace(".", r"\.").replace("`", ".")):
         load_config(str(tmp_path / "tensorzero.toml"))
+
+
+async def test_examples_are_written_and_counted_through_the_gateway(client, observability):
+    example = {
+        "input": {"messages": [{"role": "user", "content": [{"type": "text", "text": "a dog"}]}]},
+        "output": [{"type": "text", "text": "Dogs bark."}],
+        "embedding": [0.0, 1.0, 0.0],
+    }
+    written = await client.post(
+        "/internal/dicl/examples", json={"function_name": "pets", "variant_name": "fresh", "examples": [example] * 3}
+    )
+    assert written.status_code == 200 and written.json() == {"written": 3}
+    await observability.flush()
+    counted = await client.get("/internal/dicl/examples", params={"function_name": "pets", "variant_name": "fresh"})
+    assert counted.json() == {"count": 3}
+    uneven = {**example, "embedding": [1.0]}
+    bad = await client.post(
+        "/internal/dicl/examples",
+        json={"function_name": "pets", "variant_name": "fresh", "examples": [example, uneven]},
+    )
+    assert bad.status_code == 400 and "same length" in bad.json()["error"]
+    unknown = await client.post(
+        "/internal/dicl/examples", json={"function_name": "nope", "variant_name": "v", "examples": []}
+    )
+    assert unknown.status_code == 404 and "Unknown function" in unknown.json()["error"]

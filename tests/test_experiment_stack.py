@@ -111,3 +111,31 @@ def test_the_bandit_simulation_runs_as_a_ray_job(serve_url, tmp_path):
     assert too_big.returncode != 0
     assert "not enough CPUs for the simulation" in too_big.stdout + too_big.stderr
     assert "--workers or --cpus-per-worker" in too_big.stdout + too_big.stderr
+
+
+def test_the_dicl_job_embeds_stored_inferences_on_ray_and_prints_the_variant(serve_url):
+    with httpx.Client(base_url=serve_url, timeout=60) as http:
+        for n in range(14):
+            body = {"function_name": "chat", "input": {"system": {"assistant_name": "Ada"}, "messages": [
+                {"role": "user", "content": f"dicl question {n}"}]}}  # fmt: skip
+            assert http.post("/inference", json=body).status_code == 200
+    done = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "ray"), "job", "submit", "--address", "http://127.0.0.1:8265", "--",
+            "python", "jobs/dicl.py", "--gateway-url", serve_url, "--function-name", "chat",
+            "--variant-name", "dicl_test", "--embedding-model", "dummy::embedder", "--model", "dummy::good",
+            "--max-examples", "12", "--batch-size", "8", "--workers", "2", "--cpus-per-worker", "0.25",
+        ],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "RAY_AUTH_MODE": "token"},
+    )  # fmt: skip
+    log = done.stdout + done.stderr
+    assert done.returncode == 0 and "succeeded" in done.stdout, log[-4000:]
+    assert "wrote 12 examples of `chat` for variant `dicl_test` (1536-dimensional" in log, log[-3000:]
+    assert '[functions.chat.variants.dicl_test]\ntype = "experimental_dynamic_in_context_learning"' in log
+    assert "embedded 2/2 batches" in log
+    with httpx.Client(base_url=serve_url, timeout=60) as http:
+        deadline = time.monotonic() + 30
+        params = {"function_name": "chat", "variant_name": "dicl_test"}
+        while http.get("/internal/dicl/examples", params=params).json()["count"] < 12:
+            assert time.monotonic() < deadline, "the examples never reached ClickHouse"
+            time.sleep(0.2)  # rows reach ClickHouse in the background; nothing to await from outside

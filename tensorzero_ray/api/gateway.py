@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from tensorzero_ray import __version__
 from tensorzero_ray.api.admission import Admission, LoadShedder
 from tensorzero_ray.api.data_routes import add_data_routes
+from tensorzero_ray.api.dicl_routes import add_dicl_routes
 from tensorzero_ray.api.evaluation_routes import add_evaluation_routes
 from tensorzero_ray.api.experiment_routes import add_experiment_routes
 from tensorzero_ray.api.http_io import (
@@ -133,6 +134,7 @@ def create_app(
     add_openai_routes(app, config, routers, workflows)
     add_evaluation_routes(app, config, observability)
     add_experiment_routes(app, config, routers, observability, experiments)
+    add_dicl_routes(app, config, observability)
     add_data_routes(app, config, routers, observability)
     if ui is not None:
         _add_ui_forwarding(app, ui)

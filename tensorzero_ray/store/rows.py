@@ -246,3 +246,16 @@ class ModelInferenceCacheRow(Row):
     input_tokens: int | None = None
     output_tokens: int | None = None
     finish_reason: FinishReason | None = None
+
+
+class DiclExampleRow(Row):
+    """One example a DICL variant can show the model: a stored input, its output, its embedding."""
+
+    table: str = Field(default="DynamicInContextLearningExample", exclude=True)
+    id: uuid.UUID
+    function_name: str
+    variant_name: str
+    namespace: str = ""
+    input: str
+    output: str
+    embedding: list[float]
