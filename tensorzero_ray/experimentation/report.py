@@ -219,9 +219,11 @@ def _variant(name: str, s: Sums, boolean: bool, request, theta: float, x_bar: fl
         interval = Interval(low=found.low, high=found.high) if found and s.n > 1 else None
     stderr = math.sqrt(_sequence_variance(s.variance, boolean) / s.n) if s.n > 1 else math.inf
     half = sequence_half_width(stderr, s.n, request.alpha, request.tune_n)
+    # A boolean's mean lies in [0, 1], so its sequence can be cut to that range and stay valid.
+    low, high = (0.0, 1.0) if boolean else (-math.inf, math.inf)
     result = VariantResult(
         variant_name=name, units=s.n, mean=s.mean, interval=interval,
-        sequence=Interval(low=s.mean - half, high=s.mean + half) if math.isfinite(half) else None,
+        sequence=Interval(low=max(low, s.mean - half), high=min(high, s.mean + half)) if math.isfinite(half) else None,
     )  # fmt: skip
     if request.covariate_metric is not None:
         total, squares = s.adjusted(theta, x_bar)
@@ -261,7 +263,8 @@ def _compare(
         effective = 2 / (1 / n_a + 1 / n_b)
         half = stderr * math.sqrt((1 + request.tune_n / effective) * math.log((effective + request.tune_n)
                                   / (request.tune_n * request.alpha**2)))  # fmt: skip
-        sequence = Interval(low=difference - half, high=difference + half)
+        bound = 1.0 if boolean and request.covariate_metric is None else math.inf
+        sequence = Interval(low=max(-bound, difference - half), high=min(bound, difference + half))
         if sequence.low > 0 or sequence.high < 0:
             better = (difference > 0) == (optimize == "max")
             verdict = f"{name} is {'better' if better else 'worse'} than {baseline}"

@@ -16,7 +16,7 @@ from tensorzero_ray.datasets.store_access import read
 from tensorzero_ray.errors import TensorZeroError
 from tensorzero_ray.experimentation.follower import ask
 from tensorzero_ray.experimentation.report import experiment_report
-from tensorzero_ray.statistics import estimate
+from tensorzero_ray.statistics import estimate, wilson
 from tensorzero_ray.types.experiments import ExperimentReportRequest
 from tensorzero_ray.ui.charts import Series, line_chart
 
@@ -75,9 +75,15 @@ async def _adaptive(state, function_name: str, experimentation, colors) -> dict[
             "age_s": time.time() - latest["at_ms"] / 1000,
             "probabilities": latest["probabilities"],
         }
+        boolean = state.config.metrics[experimentation.metric].type == "boolean"
         for arm in orjson.loads(latest["arms"]):
             n, mean = arm["count"], arm["mean"]
-            interval = estimate(n, mean * n, arm["variance"] * max(n - 1, 0) + n * mean * mean) if n else None
+            if not n:
+                interval = None
+            elif boolean:
+                interval = wilson(n, round(mean * n))
+            else:
+                interval = estimate(n, mean * n, arm["variance"] * max(n - 1, 0) + n * mean * mean)
             found["arms"].append({**arm, "interval": interval, "nursery": arm["variant"] in nursery})
     if state.experiments is not None:
         try:
