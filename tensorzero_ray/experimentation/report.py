@@ -67,7 +67,7 @@ STATES_SQL = (
 )
 
 
-def sequence_half_width(stderr: float, count: int, alpha: float, tune_n: int) -> float:
+def sequence_half_width(stderr: float, count: float, alpha: float, tune_n: int) -> float:
     if count < 2 or not math.isfinite(stderr):
         return math.inf
     m = float(tune_n)
@@ -94,11 +94,13 @@ class Sums:
         return max(self.ss - self.n * self.mean**2, 0.0) / (self.n - 1) if self.n > 1 else math.nan
 
     def adjusted(self, theta: float, x_bar: float) -> tuple[float, float]:
-        """Sum and sum of squares of y - theta (x - x_bar); units without a covariate keep y."""
+        """Mean and sample variance of y - theta (x - x_bar); units without a covariate keep y."""
         total = self.s - theta * (self.sx - self.nx * x_bar)
         cross = self.sxy - x_bar * self.sy_x
         spread = self.sxx - 2 * x_bar * self.sx + self.nx * x_bar * x_bar
-        return total, self.ss - 2 * theta * cross + theta * theta * spread
+        squares = self.ss - 2 * theta * cross + theta * theta * spread
+        variance = (squares - total * total / self.n) / (self.n - 1) if self.n > 1 else math.nan
+        return total / self.n, variance
 
 
 def _add(a: Sums, b: Sums) -> Sums:
@@ -202,8 +204,7 @@ def _cuped(sums: dict[str, Sums], covariate_metric: str | None) -> tuple[float, 
     y_bar_x = total.sy_x / total.nx
     var_x = total.sxx - total.nx * x_bar * x_bar
     theta = (total.sxy - total.nx * x_bar * y_bar_x) / var_x if var_x > 0 else 0.0
-    adjusted_total, adjusted_squares = total.adjusted(theta, x_bar)
-    adjusted_variance = (adjusted_squares - adjusted_total**2 / total.n) / max(total.n - 1, 1)
+    _, adjusted_variance = total.adjusted(theta, x_bar)
     reduction = 1 - adjusted_variance / total.variance if total.variance > 0 else 0.0
     return theta, x_bar, CupedResult(covariate_metric=covariate_metric, theta=theta, units_with_covariate=total.nx,
                                      variance_reduction=reduction)  # fmt: skip
@@ -226,9 +227,7 @@ def _variant(name: str, s: Sums, boolean: bool, request, theta: float, x_bar: fl
         sequence=Interval(low=max(low, s.mean - half), high=min(high, s.mean + half)) if math.isfinite(half) else None,
     )  # fmt: skip
     if request.covariate_metric is not None:
-        total, squares = s.adjusted(theta, x_bar)
-        mean = total / s.n
-        variance = (squares - total * total / s.n) / (s.n - 1) if s.n > 1 else math.nan
+        mean, variance = s.adjusted(theta, x_bar)
         half = sequence_half_width(math.sqrt(max(variance, 0.0) / s.n), s.n, request.alpha, request.tune_n)
         result.adjusted_mean = mean
         result.adjusted_sequence = Interval(low=mean - half, high=mean + half) if math.isfinite(half) else None
@@ -248,10 +247,7 @@ def _compare(
     """Difference of means (adjusted when a covariate is given) with an anytime-valid interval;
     the effective sample size of two independent means is their harmonic mean."""
     if request.covariate_metric is not None:
-        stats = []
-        for s in (a, base):
-            total, squares = s.adjusted(theta, x_bar)
-            stats.append((total / s.n, (squares - total * total / s.n) / (s.n - 1) if s.n > 1 else math.nan, s.n))
+        stats = [(*s.adjusted(theta, x_bar), s.n) for s in (a, base)]
     else:
         stats = [(s.mean, _sequence_variance(s.variance, boolean), s.n) for s in (a, base)]
     (mean_a, var_a, n_a), (mean_b, var_b, n_b) = stats
@@ -261,8 +257,7 @@ def _compare(
     if n_a > 1 and n_b > 1 and math.isfinite(var_a) and math.isfinite(var_b):
         stderr = math.sqrt(var_a / n_a + var_b / n_b)
         effective = 2 / (1 / n_a + 1 / n_b)
-        half = stderr * math.sqrt((1 + request.tune_n / effective) * math.log((effective + request.tune_n)
-                                  / (request.tune_n * request.alpha**2)))  # fmt: skip
+        half = sequence_half_width(stderr, effective, request.alpha, request.tune_n)
         bound = 1.0 if boolean and request.covariate_metric is None else math.inf
         sequence = Interval(low=max(-bound, difference - half), high=min(bound, difference + half))
         if sequence.low > 0 or sequence.high < 0:

@@ -36,14 +36,13 @@ async def run_candidates(
     outcomes = await asyncio.gather(*(one(c) for c in candidates), return_exceptions=True)
     survivors, errors = [], []
     for candidate, outcome in zip(candidates, outcomes):
-        if isinstance(outcome, BaseException):
-            error = (
-                outcome if isinstance(outcome, TensorZeroError) else Timeout(f"Candidate {candidate.name} timed out")
-            )
-            if not isinstance(outcome, (TensorZeroError, TimeoutError)):
-                raise outcome
-            logger.warning("variant %s: candidate %s failed: %s", owner, candidate.name, error.message)
-            errors.append(error)
+        if isinstance(outcome, TimeoutError):
+            outcome = Timeout(f"Candidate {candidate.name} timed out")
+        if isinstance(outcome, TensorZeroError):
+            logger.warning("variant %s: candidate %s failed: %s", owner, candidate.name, outcome.message)
+            errors.append(outcome)
+        elif isinstance(outcome, BaseException):
+            raise outcome
         else:
             survivors.append(outcome)
     if not survivors:

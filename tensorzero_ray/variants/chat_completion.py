@@ -119,11 +119,16 @@ class ChatCompletionVariant(Variant):
         return await self._bounded(lambda: self.model.stream(request, call.extras, self.name), timeout)
 
     async def _bounded(self, attempt: Callable[[], Awaitable[T]], timeout_ms: int | None) -> T:
-        try:
-            async with asyncio.timeout(None if timeout_ms is None else timeout_ms / 1000):
-                return await retry(attempt, self.config.retries.num_retries, self.config.retries.max_delay_s)
-        except TimeoutError:
-            raise Timeout(f"Variant {self.name} timed out") from None
+        return await bounded(self.name, attempt, timeout_ms, self.config.retries)
+
+
+async def bounded(variant: str, attempt: Callable[[], Awaitable[T]], timeout_ms: int | None, retries) -> T:
+    """The variant's retries, all within its timeout."""
+    try:
+        async with asyncio.timeout(None if timeout_ms is None else timeout_ms / 1000):
+            return await retry(attempt, retries.num_retries, retries.max_delay_s)
+    except TimeoutError:
+        raise Timeout(f"Variant {variant} timed out") from None
 
 
 async def retry(attempt: Callable[[], Awaitable[T]], num_retries: int, max_delay_s: float) -> T:

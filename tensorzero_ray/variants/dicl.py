@@ -5,20 +5,18 @@ An embedding model that fails fails the variant, so the function falls back."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 
 import orjson
 
 from tensorzero_ray.config.variants import DiclVariantConfig
-from tensorzero_ray.errors import Timeout
 from tensorzero_ray.inference.embeddings import EmbeddingModel
 from tensorzero_ray.inference.model import Model, ModelStream
 from tensorzero_ray.store.inference_rows import store_input
 from tensorzero_ray.types import Input, SamplingParams, Text
 from tensorzero_ray.types.model import ModelInferenceRequest, ModelInferenceResult, RequestMessage
 from tensorzero_ray.variants.base import InferenceCall, Variant
-from tensorzero_ray.variants.chat_completion import retry
+from tensorzero_ray.variants.chat_completion import bounded
 
 # (function, variant, embedding, k, max_distance) -> [(input JSON, output JSON)], nearest first.
 ExampleSearch = Callable[[str, str, list[float], int, float | None], Awaitable[list[tuple[str, str]]]]
@@ -79,21 +77,14 @@ class DiclVariant(Variant):
         async def attempt() -> ModelInferenceResult:
             return await self.model.infer(await self.request(call), call.extras, self.name)
 
-        return [await self._bounded(attempt, self.config.timeouts.non_streaming.total_ms)]
+        return [await bounded(self.name, attempt, self.config.timeouts.non_streaming.total_ms, self.config.retries)]
 
     async def stream(self, call: InferenceCall) -> ModelStream:
         async def attempt() -> ModelStream:
             request = (await self.request(call)).model_copy(update={"stream": True})
             return await self.model.stream(request, call.extras, self.name)
 
-        return await self._bounded(attempt, self.config.timeouts.streaming.ttft_ms)
-
-    async def _bounded(self, attempt, timeout_ms: int | None):
-        try:
-            async with asyncio.timeout(None if timeout_ms is None else timeout_ms / 1000):
-                return await retry(attempt, self.config.retries.num_retries, self.config.retries.max_delay_s)
-        except TimeoutError:
-            raise Timeout(f"Variant {self.name} timed out") from None
+        return await bounded(self.name, attempt, self.config.timeouts.streaming.ttft_ms, self.config.retries)
 
 
 def answer_of(stored_output: str) -> str:
