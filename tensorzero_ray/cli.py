@@ -140,6 +140,11 @@ def _connect(args, token_auth: bool) -> bool:
         # Serve's HAProxy ingress: HTTP goes from HAProxy straight to the Gateway replica,
         # skipping the Python proxy actor (see bench/README.md for what it saves).
         env.setdefault("RAY_SERVE_ENABLE_HA_PROXY", "1")
+    if args.ha_proxy:
+        # A Gateway replica that leaves stays open this long so load balancers can deregister
+        # it. Ray's 30 s is for external balancers; the HAProxy on this node retries a refused
+        # connection on another replica, so a redeploy or `tzray down` need not wait that long.
+        env.setdefault("RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S", "3")
     if args.throughput_optimized:
         # User code on the replica's own event loop, buffered request logs, gRPC between
         # replicas: 35-40% less CPU per request and 3x the rate held (bench/README.md).

@@ -243,3 +243,29 @@ class AllCandidatesFailed(TensorZeroError):
     def __init__(self, errors: list[TensorZeroError]):
         joined = "\n".join(err.message for err in errors)
         super().__init__(f"All candidates failed with errors: {joined}", 502)
+
+
+class BatchInputValidation(InvalidRequest):
+    """One element of a batch is invalid; the message names its index."""
+
+    kind = "BatchInputValidation"
+
+
+class UnsupportedVariantForBatchInference(InvalidRequest):
+    """Batch inference runs one `chat_completion` variant."""
+
+    kind = "UnsupportedVariantForBatchInference"
+
+
+class UnsupportedModelProviderForBatchInference(InvalidRequest):
+    """The variant's first provider has no batch API here."""
+
+    kind = "UnsupportedModelProviderForBatchInference"
+
+
+class BatchNotFound(NotFound):
+    kind = "BatchNotFound"
+
+    def __init__(self, batch_id: str, inference_id: str | None = None):
+        what = f"Batch {batch_id}" if inference_id is None else f"Inference {inference_id} in batch {batch_id}"
+        super().__init__(f"{what} not found")

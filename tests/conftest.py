@@ -78,6 +78,35 @@ model_name = "claude-ok"
 api_base = "{anthropic}/v1/messages"
 api_key_location = "path::{anthropic_key}"
 
+[models.gpt_json]
+routing = ["openai"]
+[models.gpt_json.providers.openai]
+type = "openai"
+model_name = "gpt-json"
+api_base = "{openai}/v1/"
+api_key_location = "path::{openai_key}"
+
+[models.gpt_batch_fail]
+routing = ["openai"]
+[models.gpt_batch_fail.providers.openai]
+type = "openai"
+model_name = "gpt-batch-fail"
+api_base = "{openai}/v1/"
+api_key_location = "path::{openai_key}"
+
+[functions.batch_json]
+type = "json"
+output_schema = "functions/json_success/output_schema.json"
+[functions.batch_json.variants.gpt]
+type = "chat_completion"
+model = "gpt_json"
+
+[functions.batch_fail]
+type = "chat"
+[functions.batch_fail.variants.gpt]
+type = "chat_completion"
+model = "gpt_batch_fail"
+
 [functions.openai_chat]
 type = "chat"
 [functions.openai_chat.variants.gpt]

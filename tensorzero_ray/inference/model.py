@@ -276,16 +276,8 @@ class ModelStream:
     @classmethod
     def replay(cls, model: "Model", provider_name: str, provider, request, ctx, hit, started: float) -> "ModelStream":
         """A cached answer as a stream: one chunk with every block, no usage."""
-        content = []
-        for index, block in enumerate(hit.output):
-            if isinstance(block, Text):
-                content.append(TextChunk(id=str(index), text=block.text or ""))
-            elif isinstance(block, ToolCallOutput):
-                content.append(ToolCallChunk(id=block.id, raw_name=block.raw_name, raw_arguments=block.raw_arguments))
-            elif isinstance(block, Thought):
-                content.append(ThoughtChunk(id=str(index), text=block.text, signature=block.signature))
         first = ProviderChunk(
-            content=content, usage=Usage(input_tokens=0, output_tokens=0), finish_reason=hit.finish_reason
+            content=as_chunks(hit.output), usage=Usage(input_tokens=0, output_tokens=0), finish_reason=hit.finish_reason
         )
         ctx.raw_request = hit.raw_request
         stream = cls(model, provider_name, provider, request, ctx, first, _nothing(), started, None)
@@ -363,6 +355,37 @@ class ModelStream:
         )
 
 
+class AnsweredStream(ModelStream):
+    """An answer that is already whole (best-of-n's choice) as a one-chunk stream: it streams
+    the answer and describes the model call that made it."""
+
+    def __init__(self, answer: ModelInferenceResult, earlier: list[ModelInferenceResult]):
+        first = ProviderChunk(content=as_chunks(answer.output), usage=answer.usage, finish_reason=answer.finish_reason)
+        super().__init__(None, answer.model_provider_name, None, None, CallContext(), first, _nothing(), 0.0, None)
+        self.answer = answer
+        self.ttft_ms = answer.ttft_ms or answer.response_time_ms
+        self.earlier = earlier
+
+    def final_usage(self) -> Usage:
+        return self.answer.usage
+
+    def result(self, output: list) -> ModelInferenceResult:
+        return self.answer
+
+
+def as_chunks(blocks: list) -> list:
+    """Whole blocks as one chunk's content."""
+    content = []
+    for index, block in enumerate(blocks):
+        if isinstance(block, Text):
+            content.append(TextChunk(id=str(index), text=block.text or ""))
+        elif isinstance(block, ToolCallOutput):
+            content.append(ToolCallChunk(id=block.id, raw_name=block.raw_name, raw_arguments=block.raw_arguments))
+        elif isinstance(block, Thought):
+            content.append(ThoughtChunk(id=str(index), text=block.text, signature=block.signature))
+    return content
+
+
 async def _nothing() -> AsyncIterator[ProviderChunk]:
     return
     yield
@@ -426,7 +449,7 @@ class ModelRegistry:
     ):
         self._configs = models
         self._timeout_s = outbound_timeout_s
-        self._local_models = local_models or {}
+        self.local_models = local_models or {}
         self._models: dict[str, Model] = {}
 
     def get(self, name: str) -> Model | None:
@@ -436,7 +459,7 @@ class ModelRegistry:
             if config is None:
                 return None
             model = self._models[name] = Model(
-                name, config, outbound_timeout_s=self._timeout_s, local_models=self._local_models
+                name, config, outbound_timeout_s=self._timeout_s, local_models=self.local_models
             )
         return model
 

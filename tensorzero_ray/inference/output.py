@@ -38,6 +38,14 @@ def json_output(blocks: list, validator: SchemaValidator | None) -> JsonOutput:
     return JsonOutput(raw=raw, parsed=parsed)
 
 
+def function_output(blocks: list, is_json: bool, schema: SchemaValidator | None, tools) -> list | JsonOutput:
+    """The function's output from the model's blocks: JSON checked against the schema, or
+    chat content with each tool call checked by `tools` (a ToolCallValidator)."""
+    if is_json:
+        return json_output(blocks, schema)
+    return [tools.validate(b) if isinstance(b, ToolCallOutput) else b for b in blocks]
+
+
 class ChunkAggregator:
     """Accumulates streamed content chunks into whole blocks, in first-seen order."""
 

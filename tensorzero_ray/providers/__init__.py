@@ -7,7 +7,7 @@ from typing import Any
 from tensorzero_ray.providers.anthropic import AnthropicProvider
 from tensorzero_ray.providers.base import CallContext, Provider
 from tensorzero_ray.providers.dummy import DummyProvider
-from tensorzero_ray.providers.openai import OpenAIProvider
+from tensorzero_ray.providers.openai_batch import OpenAIProvider
 from tensorzero_ray.providers.openai_compatible import (
     AzureProvider,
     DeepSeekProvider,

@@ -12,7 +12,8 @@ import httpx
 import orjson
 
 from tensorzero_ray.config.credentials import CredentialLocation, resolve_credential
-from tensorzero_ray.errors import NotImplementedYet, ProviderError
+from tensorzero_ray.errors import NotImplementedYet, ProviderError, UnsupportedModelProviderForBatchInference
+from tensorzero_ray.providers.batch import BatchPoll, BatchStart
 from tensorzero_ray.types import ExtraBodyEntry, ExtraHeaderEntry
 from tensorzero_ray.types.model import ModelInferenceRequest, ProviderChunk, ProviderResponse
 
@@ -67,6 +68,16 @@ class Provider(abc.ABC):
         """(vectors, input tokens, raw response, parsed raw response) for embedding models."""
         raise NotImplementedYet(f"Provider type `{self.provider_type}` does not serve embeddings")
 
+    async def start_batch(self, requests: list[tuple[str, ModelInferenceRequest]], ctx: CallContext) -> BatchStart:
+        """Submit (element id, request) pairs to the provider's batch API."""
+        raise UnsupportedModelProviderForBatchInference(f"Provider type `{self.provider_type}` has no batch API")
+
+    async def poll_batch(
+        self, params: dict[str, Any], requests: dict[str, ModelInferenceRequest], ctx: CallContext
+    ) -> BatchPoll:
+        """`requests`: the elements as sent, by id (their shape decides how answers are read)."""
+        raise UnsupportedModelProviderForBatchInference(f"Provider type `{self.provider_type}` cannot poll batches")
+
     def api_key(self, default: CredentialLocation, ctx: CallContext) -> str | None:
         location = self.config.api_key_location or default
         secret = resolve_credential(location, ctx.credentials, self.provider_type)
@@ -93,15 +104,23 @@ class Provider(abc.ABC):
         """POST and return (raw request, raw response, parsed JSON); HTTP failures raise
         `ProviderError` with the upstream status."""
         raw_request = orjson.dumps(body).decode()
+        raw_response = await self.send("POST", url, headers, raw_request, content=raw_request)
+        return raw_request, raw_response, self.parse_json(raw_request, raw_response)
+
+    async def send(self, method: str, url: str, headers: dict[str, str], raw_request: str = "", **kwargs) -> str:
+        """The response's text, with secrets scrubbed; `raw_request` is what errors report."""
         try:
-            response = await self.client.post(url, content=raw_request, headers=headers)
+            response = await self.client.request(method, url, headers=headers, **kwargs)
         except httpx.HTTPError as exc:
             raise self.transport_error(exc, raw_request) from None
         raw_response = scrub_secrets(response.text, headers)
         if response.status_code >= 400:
             raise self.http_error(response.status_code, raw_request, raw_response)
+        return raw_response
+
+    def parse_json(self, raw_request: str, raw_response: str) -> Any:
         try:
-            return raw_request, raw_response, orjson.loads(raw_response)
+            return orjson.loads(raw_response)
         except orjson.JSONDecodeError:
             raise self.error(
                 f"Error from {self.provider_type} server: response is not JSON",

@@ -14,6 +14,7 @@ import orjson
 
 from tensorzero_ray.errors import ProviderError
 from tensorzero_ray.providers.base import CallContext, Provider
+from tensorzero_ray.providers.batch import BatchStart
 from tensorzero_ray.types import (
     File,
     FinishReason,
@@ -152,6 +153,17 @@ class DummyProvider(Provider):
             finish_reason=finish,
             raw_request="raw request",
             raw_response=_RAW_RESPONSE,
+        )
+
+    async def start_batch(self, requests: list[tuple[str, ModelInferenceRequest]], ctx: CallContext) -> BatchStart:
+        """TensorZero's dummy starts a batch that never finishes: fake ids, and no polling."""
+        for _, request in requests:
+            self._check(request, ctx)
+        return BatchStart(
+            params={"file_id": f"dummy-file-{uuid.uuid4()}", "batch_id": f"dummy-batch-{uuid.uuid4()}"},
+            raw_requests=["raw request"] * len(requests),
+            raw_request="raw request",
+            raw_response="raw response",
         )
 
     async def embed(

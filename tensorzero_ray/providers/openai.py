@@ -52,15 +52,19 @@ def openai_usage(usage: dict | None) -> Usage | None:
     )
 
 
-class OpenAIProvider(Provider):
+class OpenAIChatCompletions(Provider):
+    """OpenAI's chat completions wire format, which every OpenAI-compatible service speaks."""
+
     provider_type = "openai"
     supports_custom_tools = True
     default_api_base = "https://api.openai.com/v1/"
     default_key_location = "env::OPENAI_API_KEY"
 
+    def api_base(self) -> str:
+        return (getattr(self.config, "api_base", None) or self.default_api_base).rstrip("/")
+
     def url(self, ctx: CallContext) -> str:
-        base = getattr(self.config, "api_base", None) or self.default_api_base
-        return base.rstrip("/") + "/chat/completions"
+        return self.api_base() + "/chat/completions"
 
     def headers(self, ctx: CallContext) -> dict[str, str]:
         headers = {"content-type": "application/json"}
@@ -187,7 +191,7 @@ class OpenAIProvider(Provider):
             body["parallel_tool_calls"] = settings.parallel_tool_calls
 
     def embeddings_url(self, ctx: CallContext) -> str:
-        return (self.config.api_base or self.default_api_base).rstrip("/") + "/embeddings"
+        return self.api_base() + "/embeddings"
 
     async def embed(
         self, inputs: list[Any], dimensions: int | None, ctx: CallContext
@@ -210,6 +214,10 @@ class OpenAIProvider(Provider):
         body = self.build_body(request, ctx)
         headers = self.patch_headers(self.headers(ctx), request, ctx)
         raw_request, raw_response, data = await self.post_json(self.url(ctx), body, headers)
+        return self.completion(data, request, raw_request, raw_response)
+
+    def completion(self, data: Any, request: ModelInferenceRequest, raw_request: str, raw_response: str):
+        """A chat completion's JSON as a `ProviderResponse` (also each answer of a batch)."""
         try:
             choice = data["choices"][0]
             message = choice["message"]

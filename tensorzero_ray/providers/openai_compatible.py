@@ -11,58 +11,58 @@ from tensorzero_ray.config.credentials import (
 )
 from tensorzero_ray.errors import InvalidRequest
 from tensorzero_ray.providers.base import CallContext
-from tensorzero_ray.providers.openai import OpenAIProvider
+from tensorzero_ray.providers.openai import OpenAIChatCompletions
 
 
-class TogetherProvider(OpenAIProvider):
+class TogetherProvider(OpenAIChatCompletions):
     provider_type = "together"
     default_api_base = "https://api.together.xyz/v1/"
     default_key_location = "env::TOGETHER_API_KEY"
 
 
-class FireworksProvider(OpenAIProvider):
+class FireworksProvider(OpenAIChatCompletions):
     provider_type = "fireworks"
     default_api_base = "https://api.fireworks.ai/inference/v1/"
     default_key_location = "env::FIREWORKS_API_KEY"
 
 
-class GroqProvider(OpenAIProvider):
+class GroqProvider(OpenAIChatCompletions):
     provider_type = "groq"
     default_api_base = "https://api.groq.com/openai/v1/"
     default_key_location = "env::GROQ_API_KEY"
 
 
-class DeepSeekProvider(OpenAIProvider):
+class DeepSeekProvider(OpenAIChatCompletions):
     provider_type = "deepseek"
     default_api_base = "https://api.deepseek.com/v1/"
     default_key_location = "env::DEEPSEEK_API_KEY"
 
 
-class XAIProvider(OpenAIProvider):
+class XAIProvider(OpenAIChatCompletions):
     provider_type = "xai"
     default_api_base = "https://api.x.ai/v1/"
     default_key_location = "env::XAI_API_KEY"
 
 
-class OpenRouterProvider(OpenAIProvider):
+class OpenRouterProvider(OpenAIChatCompletions):
     provider_type = "openrouter"
     default_api_base = "https://openrouter.ai/api/v1/"
     default_key_location = "env::OPENROUTER_API_KEY"
 
 
-class HyperbolicProvider(OpenAIProvider):
+class HyperbolicProvider(OpenAIChatCompletions):
     provider_type = "hyperbolic"
     default_api_base = "https://api.hyperbolic.xyz/v1/"
     default_key_location = "env::HYPERBOLIC_API_KEY"
 
 
-class MistralProvider(OpenAIProvider):
+class MistralProvider(OpenAIChatCompletions):
     provider_type = "mistral"
     default_api_base = "https://api.mistral.ai/v1/"
     default_key_location = "env::MISTRAL_API_KEY"
 
 
-class _SelfHosted(OpenAIProvider):
+class _SelfHosted(OpenAIChatCompletions):
     """Servers users run themselves: when the default key is not set, send none."""
 
     def api_key(self, default: CredentialLocation, ctx: CallContext) -> str | None:
@@ -89,7 +89,7 @@ class TGIProvider(_SelfHosted):
         return {"model": self.config.model_name or "tgi"}
 
 
-class AzureProvider(OpenAIProvider):
+class AzureProvider(OpenAIChatCompletions):
     """Azure OpenAI: the deployment is in the URL and the key goes in `api-key`."""
 
     provider_type = "azure"

@@ -43,7 +43,7 @@ class RayServeProvider(Provider):
     def handle(self) -> Any:
         if self._handle is None:
             raise self.error(
-                f"Error from ray_serve client: no LocalModel deployment is bound for provider `{self.name}`; "
+                f"Error from ray_serve client: no deployment is bound for provider `{self.name}`; "
                 "ray_serve providers run inside a tensorzero-ray Serve application"
             )
         return self._handle
@@ -172,6 +172,26 @@ class RayServeProvider(Provider):
         joined = "".join(text)
         raw = {"text": joined, "finish_reason": finish, **usage.model_dump(exclude_none=True)}
         return joined, usage, finish, orjson.dumps(raw).decode()
+
+    async def embed(
+        self, inputs: list[Any], dimensions: int | None, ctx: CallContext
+    ) -> tuple[list, int | None, str, Any]:
+        """A self-hosted embedding model: its `LocalEmbeddingModel` deployment, through the handle."""
+        raw_request = orjson.dumps({"input": inputs}).decode()
+        if not all(isinstance(text, str) for text in inputs):
+            raise UnservableInput("Self-hosted embedding models take text inputs only")
+        try:
+            reply = await self.handle.embed.remote(inputs)
+        except Exception as exc:  # noqa: BLE001 - every failure of the deployment is this provider's
+            raise self._failure(exc, raw_request) from None
+        if dimensions is not None and dimensions != reply["dimensions"]:
+            raise UnservableInput(
+                f"Embedding model `{self.config.model_name}` makes {reply['dimensions']}-dimensional vectors; "
+                f"`dimensions` = {dimensions} cannot be served"
+            )
+        usage = {"prompt_tokens": reply["input_tokens"], "total_tokens": reply["input_tokens"]}
+        raw = {"model": self.config.model_name, "usage": usage}
+        return reply["embeddings"], reply["input_tokens"], orjson.dumps(raw).decode(), raw
 
     def _failure(self, exc: BaseException, raw_request: str) -> TensorZeroError:
         error = unwrap(exc)

@@ -17,6 +17,7 @@ from tensorzero_ray.experimentation.controller import adaptive_experiments
 from tensorzero_ray.serve.experiment_controller import ExperimentControllerDeployment
 from tensorzero_ray.serve.function_router import FunctionRouterReplica
 from tensorzero_ray.serve.gateway import Gateway
+from tensorzero_ray.serve.local_embedding_model import bind_local_embedding_models
 from tensorzero_ray.serve.local_model import bind_local_models
 from tensorzero_ray.serve.observability_writer import ObservabilityWriterDeployment
 from tensorzero_ray.store.observability import StorageSettings
@@ -72,7 +73,7 @@ def build_application(
         raise ValueError(f"routers must be `deployments` or `in_process`, not `{routers}`")
     storage = StorageSettings.from_config(config, workdir)
     writer = WriterDeployment.bind(storage) if storage is not None else None
-    local_models = bind_local_models(config.models)
+    local_models = {**bind_local_models(config.models), **bind_local_embedding_models(config.embedding_models)}
     experiments = (
         ControllerDeployment.bind(config, storage, writer)
         if storage is not None and adaptive_experiments(config)
@@ -90,7 +91,8 @@ def build_application(
         )
         for name in [*config.functions, DEFAULT_FUNCTION]
     }
-    return gateway.bind(config, handles, storage, writer, None, ui, experiments)
+    # The gateway still serves `/openai/v1/embeddings`, so it keeps the self-hosted models' handles.
+    return gateway.bind(config, handles, storage, writer, local_models, ui, experiments)
 
 
 def build_app(args: dict[str, Any]) -> Application:

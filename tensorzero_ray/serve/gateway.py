@@ -15,6 +15,7 @@ from tensorzero_ray.errors import InvalidRequest, UnknownFunction
 from tensorzero_ray.functions.routers import LocalRouters
 from tensorzero_ray.store.observability import StorageSettings, observability_client
 from tensorzero_ray.types import InferenceRequest, InferenceResponse
+from tensorzero_ray.types.batch import BatchStarted, BatchStatus
 from tensorzero_ray.types.feedback import FeedbackRequest
 
 
@@ -37,7 +38,9 @@ class Gateway:
             self._routers = DeploymentRouters(router_handles)
         else:
             self._routers = LocalRouters(config, observability, local_models, experiments)
-        self._app = create_app(config, self._routers, observability, ui, experiments=experiments)
+        self._app = create_app(
+            config, self._routers, observability, ui, experiments=experiments, local_models=local_models
+        )
         self._in_process = httpx.AsyncClient(transport=httpx.ASGITransport(app=self._app), base_url="http://gateway")
 
     def __serve_build_asgi_app__(self):
@@ -89,10 +92,7 @@ class DeploymentRouters:
         return function_name in self._handles
 
     async def infer(self, function_name: str, request: InferenceRequest) -> InferenceResponse:
-        handle = self._handles.get(function_name)
-        if handle is None:
-            raise UnknownFunction(function_name)
-        return await handle.infer.remote(request)
+        return await self._handle(function_name).infer.remote(request)
 
     def stream(self, function_name: str, request: InferenceRequest) -> AsyncIterator[bytes]:
         handle = self._streaming.get(function_name)
@@ -101,10 +101,19 @@ class DeploymentRouters:
         return handle.stream.remote(request)
 
     async def sampling_probabilities(self, function_name: str, namespace: str | None) -> dict[str, float]:
+        return await self._handle(function_name).sampling_probabilities.remote(namespace)
+
+    async def start_batch(self, function_name: str, requests: list[InferenceRequest]) -> BatchStarted:
+        return await self._handle(function_name).start_batch.remote(requests)
+
+    async def poll_batch(self, function_name: str, batch_id: str, inference_id: str | None) -> BatchStatus:
+        return await self._handle(function_name).poll_batch.remote(batch_id, inference_id)
+
+    def _handle(self, function_name: str):
         handle = self._handles.get(function_name)
         if handle is None:
             raise UnknownFunction(function_name)
-        return await handle.sampling_probabilities.remote(namespace)
+        return handle
 
     async def aclose(self) -> None:
         return None

@@ -20,16 +20,18 @@ _DONE = object()
 
 @dataclass(frozen=True)
 class LocalModelSpec:
-    """What a LocalModel replica needs, and where in the config it came from."""
+    """What a self-hosted model's replica needs, and where in the config it came from
+    (`section`: `models`, or `embedding_models` for a LocalEmbeddingModel)."""
 
     deployment_name: str
     model_key: str
     provider_key: str
-    config: RayServeProviderConfig
+    config: Any
+    section: str = "models"
 
     @property
     def where(self) -> str:
-        return f"models.{self.model_key}.providers.{self.provider_key}.model_name"
+        return f"{self.section}.{self.model_key}.providers.{self.provider_key}.model_name"
 
 
 def local_model_specs(models: dict[str, ModelConfig]) -> list[LocalModelSpec]:
@@ -108,21 +110,28 @@ def bind_local_models(models: dict[str, ModelConfig]) -> dict[str, Any]:
     (a Serve YAML may still override them by deployment name)."""
     bound: dict[str, Any] = {}
     for spec in local_model_specs(models):
-        config = spec.config
-        options: dict[str, Any] = {
-            "name": spec.deployment_name,
-            "max_ongoing_requests": config.max_ongoing_requests,
-            "ray_actor_options": config.ray_actor_options,
-        }
-        if config.autoscaling_config is not None:
-            options["autoscaling_config"] = config.autoscaling_config
-        else:
-            options["num_replicas"] = config.num_replicas or 1
-        if config.engine == "vllm":
+        options = deployment_options(spec)
+        if spec.config.engine == "vllm":
             bound[spec.deployment_name] = _vllm_deployment(spec, options)
         else:
             bound[spec.deployment_name] = LocalModelDeployment.options(**options).bind(spec)
     return bound
+
+
+def deployment_options(spec: LocalModelSpec) -> dict[str, Any]:
+    """Serve settings from the provider's config (a Serve YAML may still override them by
+    deployment name)."""
+    config = spec.config
+    options: dict[str, Any] = {
+        "name": spec.deployment_name,
+        "max_ongoing_requests": config.max_ongoing_requests,
+        "ray_actor_options": config.ray_actor_options,
+    }
+    if config.autoscaling_config is not None:
+        options["autoscaling_config"] = config.autoscaling_config
+    else:
+        options["num_replicas"] = config.num_replicas or 1
+    return options
 
 
 def _vllm_deployment(spec: LocalModelSpec, options: dict[str, Any]) -> Any:

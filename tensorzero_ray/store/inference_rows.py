@@ -41,6 +41,74 @@ def store_input(value: Input) -> dict[str, Any]:
     return stored
 
 
+def request_columns(request: InferenceRequest, tool_settings: ToolSettings | None) -> dict[str, Any]:
+    """What an inference row keeps of its request: parameters and tools (shared by the batch
+    rows, which hold them until the provider answers)."""
+    return dict(
+        inference_params=_json({"chat_completion": request.params.chat_completion.model_dump(exclude_none=True)}),
+        dynamic_tools=[_json(stored_tool(t)) for t in request.additional_tools or []],
+        allowed_tools=_json(request.allowed_tools) if request.allowed_tools is not None else None,
+        tool_choice=_json(
+            tool_settings.tool_choice
+            if isinstance(tool_settings.tool_choice, str)
+            else tool_settings.tool_choice.model_dump()
+        )
+        if tool_settings
+        else None,
+        parallel_tool_calls=tool_settings.parallel_tool_calls if tool_settings else None,
+    )
+
+
+def head_row(
+    common: dict[str, Any],
+    columns: dict[str, Any],
+    output: list | JsonOutput,
+    output_schema,
+    final: ModelInferenceResult,
+) -> Row:
+    """The ChatInference or JsonInference row."""
+    if isinstance(output, JsonOutput):
+        # What the answer carried besides its JSON (a chain of thought's thinking, reasoning).
+        beside = [b.model_dump(mode="json", exclude_none=True) for b in final.output if isinstance(b, Thought)]
+        return JsonInferenceRow(
+            output=_json(output.model_dump(mode="json")),
+            output_schema=_json(output_schema or {}),
+            auxiliary_content=_json(beside) if beside else "",
+            inference_params=columns["inference_params"],
+            **common,
+        )
+    return ChatInferenceRow(
+        output=_json([b.model_dump(mode="json", exclude_none=True) for b in output]), **columns, **common
+    )
+
+
+def model_inference_row(
+    r: ModelInferenceResult, inference_id: uuid.UUID, function_name: str, variant_name: str
+) -> ModelInferenceRow:
+    return ModelInferenceRow(
+        id=r.id,
+        inference_id=inference_id,
+        raw_request=r.raw_request,
+        raw_response=r.raw_response,
+        model_name=r.model_name,
+        model_provider_name=r.model_provider_name,
+        input_tokens=r.usage.input_tokens,
+        output_tokens=r.usage.output_tokens,
+        response_time_ms=r.response_time_ms,
+        ttft_ms=r.ttft_ms,
+        system=r.system,
+        input_messages=_json([m.model_dump(mode="json", exclude_none=True) for m in r.input_messages]),
+        output=_json([b.model_dump(mode="json", exclude_none=True) for b in r.output]),
+        finish_reason=r.finish_reason,
+        cached=r.cached,
+        cost=r.usage.cost,
+        provider_cache_read_input_tokens=r.usage.provider_cache_read_input_tokens,
+        provider_cache_write_input_tokens=r.usage.provider_cache_write_input_tokens,
+        function_name=function_name,
+        variant_name=variant_name,
+    )
+
+
 def has_files(stored: dict[str, Any]) -> bool:
     return any(block.get("type") == "file" for m in stored["messages"] for block in m["content"])
 
@@ -67,61 +135,14 @@ def inference_rows(
         variant_name=variant_name,
         episode_id=episode_id,
         input=stored_input,
-        inference_params=_json({"chat_completion": request.params.chat_completion.model_dump(exclude_none=True)}),
         processing_time_ms=processing_time_ms,
         tags=tags,
         extra_body=_json([e.model_dump(exclude_none=True) for e in request.extra_body]) if request.extra_body else None,
         ttft_ms=ttft_ms,
     )
-    if isinstance(output, JsonOutput):
-        # What the answer carried besides its JSON (a chain of thought's thinking, reasoning).
-        beside = [b.model_dump(mode="json", exclude_none=True) for b in results[-1].output if isinstance(b, Thought)]
-        head: Row = JsonInferenceRow(
-            output=_json(output.model_dump(mode="json")),
-            output_schema=_json(output_schema or {}),
-            auxiliary_content=_json(beside) if beside else "",
-            **common,
-        )
-    else:
-        head = ChatInferenceRow(
-            output=_json([b.model_dump(mode="json", exclude_none=True) for b in output]),
-            dynamic_tools=[_json(stored_tool(t)) for t in request.additional_tools or []],
-            allowed_tools=_json(request.allowed_tools) if request.allowed_tools is not None else None,
-            tool_choice=_json(
-                tool_settings.tool_choice
-                if isinstance(tool_settings.tool_choice, str)
-                else tool_settings.tool_choice.model_dump()
-            )
-            if tool_settings
-            else None,
-            parallel_tool_calls=tool_settings.parallel_tool_calls if tool_settings else None,
-            **common,
-        )
-    model_rows = [
-        ModelInferenceRow(
-            id=r.id,
-            inference_id=inference_id,
-            raw_request=r.raw_request,
-            raw_response=r.raw_response,
-            model_name=r.model_name,
-            model_provider_name=r.model_provider_name,
-            input_tokens=r.usage.input_tokens,
-            output_tokens=r.usage.output_tokens,
-            response_time_ms=r.response_time_ms,
-            ttft_ms=r.ttft_ms,
-            system=r.system,
-            input_messages=_json([m.model_dump(mode="json", exclude_none=True) for m in r.input_messages]),
-            output=_json([b.model_dump(mode="json", exclude_none=True) for b in r.output]),
-            finish_reason=r.finish_reason,
-            cached=r.cached,
-            cost=r.usage.cost,
-            provider_cache_read_input_tokens=r.usage.provider_cache_read_input_tokens,
-            provider_cache_write_input_tokens=r.usage.provider_cache_write_input_tokens,
-            function_name=function_name,
-            variant_name=variant_name,
-        )
-        for r in results
-    ]
+    columns = request_columns(request, tool_settings)
+    head = head_row(common, columns, output, output_schema, results[-1])
+    model_rows = [model_inference_row(r, inference_id, function_name, variant_name) for r in results]
     failures = [
         failure_row(inference_id, function_name, variant_name, r.model_name, provider, error)
         for r in results

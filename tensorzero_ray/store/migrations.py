@@ -297,6 +297,28 @@ MIGRATIONS: tuple[Migration, ...] = (
         ) ENGINE = MergeTree ORDER BY (function_name, variant_name, namespace) {DEDUP}""",
         ),
     ),
+    Migration(
+        12,
+        "batch inference",
+        (
+            f"""CREATE TABLE IF NOT EXISTS BatchRequest (
+            batch_id UUID, id UUID, batch_params String, model_name LowCardinality(String),
+            model_provider_name LowCardinality(String), status Enum8('pending' = 1, 'completed' = 2, 'failed' = 3),
+            errors Array(String), timestamp DateTime MATERIALIZED UUIDv7ToDateTime(id), raw_request String,
+            raw_response String, function_name LowCardinality(String), variant_name LowCardinality(String)
+        ) ENGINE = MergeTree ORDER BY (batch_id, id) {DEDUP}""",
+            f"""CREATE TABLE IF NOT EXISTS BatchModelInference (
+            inference_id UUID, batch_id UUID, function_name LowCardinality(String),
+            variant_name LowCardinality(String), episode_id UUID, input String, input_messages String,
+            system Nullable(String), tool_params Nullable(String), inference_params String, raw_request String,
+            model_name LowCardinality(String), model_provider_name LowCardinality(String),
+            output_schema Nullable(String), tags Map(String, String),
+            timestamp DateTime MATERIALIZED UUIDv7ToDateTime(inference_id), dynamic_tools Array(String),
+            dynamic_provider_tools Array(String), allowed_tools Nullable(String), tool_choice Nullable(String),
+            parallel_tool_calls Nullable(Bool)
+        ) ENGINE = MergeTree ORDER BY (batch_id, inference_id) {DEDUP}""",
+        ),
+    ),
 )
 
 BOOKKEEPING = """CREATE TABLE IF NOT EXISTS TensorZeroMigration (

@@ -259,3 +259,47 @@ class DiclExampleRow(Row):
     input: str
     output: str
     embedding: list[float]
+
+
+class BatchRequestRow(Row):
+    """One state of a provider batch: written when it starts and at every poll."""
+
+    table: str = Field(default="BatchRequest", exclude=True)
+    batch_id: uuid.UUID
+    id: uuid.UUID
+    batch_params: str
+    model_name: str
+    model_provider_name: str
+    status: Literal["pending", "completed", "failed"]
+    errors: list[str] = Field(default_factory=list)
+    raw_request: str = ""
+    raw_response: str = ""
+    function_name: str
+    variant_name: str
+
+
+class BatchModelInferenceRow(Row):
+    """One element of a batch as it was sent: what its ChatInference or JsonInference row and
+    its ModelInference row are made from once the provider answers."""
+
+    table: str = Field(default="BatchModelInference", exclude=True)
+    inference_id: uuid.UUID
+    batch_id: uuid.UUID
+    function_name: str
+    variant_name: str
+    episode_id: uuid.UUID
+    input: str
+    input_messages: str
+    system: str | None = None
+    tool_params: str | None = None
+    inference_params: str
+    raw_request: str
+    model_name: str
+    model_provider_name: str
+    output_schema: str | None = None
+    tags: dict[str, str] = Field(default_factory=dict)
+    dynamic_tools: list[str] = Field(default_factory=list)
+    dynamic_provider_tools: list[str] = Field(default_factory=list)
+    allowed_tools: str | None = None
+    tool_choice: str | None = None
+    parallel_tool_calls: bool | None = None

@@ -111,7 +111,8 @@ class ModelInferenceResult(BaseModel):
     raw_usage: Any = None
     system: str | None = None
     input_messages: list[RequestMessage] = Field(default_factory=list)
-    response_time_ms: int
+    # None for a batch element: it has no latency of its own.
+    response_time_ms: int | None
     ttft_ms: int | None = None
     # Answered from the inference cache: no provider call, no usage.
     cached: bool = False

@@ -1,6 +1,6 @@
 """`experimental_best_of_n_sampling` (spec §3.7): the candidates answer concurrently, an
 evaluator model reads them after the conversation and names the best. One surviving candidate
-is returned as it is; an evaluator that fails or names no valid candidate leaves the choice to
+is returned as it is; a stream streams the chosen answer whole; an evaluator that fails or names no valid candidate leaves the choice to
 chance among the survivors."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import random
 import orjson
 
 from tensorzero_ray.config.variants import BestOfNVariantConfig
-from tensorzero_ray.errors import NotImplementedYet, TensorZeroError
-from tensorzero_ray.inference.model import ModelStream
+from tensorzero_ray.errors import TensorZeroError
+from tensorzero_ray.inference.model import AnsweredStream, ModelStream
 from tensorzero_ray.types.model import ModelInferenceResult
 from tensorzero_ray.variants.base import InferenceCall, Variant
 from tensorzero_ray.variants.candidates import answer_text, candidate_timeout_ms, run_candidates, with_candidates
@@ -84,4 +84,6 @@ class BestOfNVariant(Variant):
         return [result], choice
 
     async def stream(self, call: InferenceCall) -> ModelStream:
-        raise NotImplementedYet(f"Variant `{self.name}`: best-of-n sampling does not stream yet; send stream: false")
+        """The chosen answer, streamed whole once the evaluator has chosen (as TensorZero does)."""
+        results = await self.infer(call)
+        return AnsweredStream(results[-1], earlier=results[:-1])

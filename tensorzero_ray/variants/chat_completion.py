@@ -12,7 +12,7 @@ from tensorzero_ray.config.variants import ROLE_TEMPLATES, ChatCompletionSetting
 from tensorzero_ray.errors import InvalidRequest, TensorZeroError, Timeout
 from tensorzero_ray.inference.model import Model, ModelStream
 from tensorzero_ray.inference.templates import RenderLimits, TemplateRenderer
-from tensorzero_ray.types import InputMessage, RawText, SamplingParams, Template, Text
+from tensorzero_ray.types import ChatCompletionParams, InputMessage, RawText, SamplingParams, Template, Text
 from tensorzero_ray.types.model import ModelInferenceRequest, ModelInferenceResult, RequestMessage
 from tensorzero_ray.variants.base import InferenceCall, Variant
 
@@ -48,20 +48,20 @@ class ChatCompletionVariant(Variant):
     def prepare(self, call: InferenceCall) -> ModelInferenceRequest:
         params = {key: getattr(self.config, key) for key in _PARAMS}
         params.update(call.params.model_dump(exclude_none=True, exclude={"json_mode"}))
-        json_mode = (
-            call.params.json_mode or self.config.json_mode or ("strict" if call.function_type == "json" else "off")
-        )
         return ModelInferenceRequest(
             function_type=call.function_type,
             system=self._system(call.system),
             messages=[self._message(m) for m in call.messages],
-            json_mode=json_mode,
+            json_mode=self.json_mode(call.params, call.function_type),
             output_schema=call.output_schema,
             tool_settings=call.tool_settings,
             extra_body=self.config.extra_body,
             extra_headers=self.config.extra_headers,
             **params,
         )
+
+    def json_mode(self, params: ChatCompletionParams, function_type: str) -> str:
+        return params.json_mode or self.config.json_mode or ("strict" if function_type == "json" else "off")
 
     def _system(self, system) -> str | None:
         if system is None:

@@ -38,6 +38,9 @@ class OpenAIMock:
                 Route("/openai/deployments/{deployment}/embeddings", self.embeddings, methods=["POST"]),
                 Route("/files/{name}", self.files, methods=["GET"]),
                 Route("/v1/files", self.upload, methods=["POST"]),
+                Route("/v1/files/{file_id}/content", self.file_content, methods=["GET"]),
+                Route("/v1/batches", self.create_batch, methods=["POST"]),
+                Route("/v1/batches/{batch_id}", self.get_batch, methods=["GET"]),
                 Route("/v1/fine_tuning/jobs", self.create_job, methods=["POST"]),
                 Route("/v1/fine_tuning/jobs/{job_id}", self.get_job, methods=["GET"]),
                 Route("/v1/fine_tuning/jobs/{job_id}/events", self.job_events, methods=["GET"]),
@@ -46,6 +49,8 @@ class OpenAIMock:
         self.uploads: dict[str, dict[str, Any]] = {}
         self.jobs: dict[str, dict[str, Any]] = {}
         self.job_bodies: list[dict[str, Any]] = []
+        self.batches: dict[str, dict[str, Any]] = {}
+        self.outputs: dict[str, str] = {}
 
     def last(self) -> dict[str, Any]:
         return self.requests[-1]
@@ -86,6 +91,74 @@ class OpenAIMock:
                 "purpose": form["purpose"],
             }
         )
+
+    async def create_batch(self, request: Request) -> Response:
+        """POST /v1/batches over an uploaded JSONL file; the batch then advances one state per
+        poll, and fails if its lines ask for a `*batch-fail*` model."""
+        if (denied := self._unauthorized(request)) is not None:
+            return denied
+        body = await request.json()
+        upload = self.uploads.get(body.get("input_file_id"))
+        if upload is None or upload["purpose"] != "batch":
+            return JSONResponse({"error": {"message": "input_file_id is not a batch file"}}, status_code=400)
+        if body.get("endpoint") != "/v1/chat/completions" or body.get("completion_window") != "24h":
+            return JSONResponse({"error": {"message": "unsupported endpoint or window"}}, status_code=400)
+        batch_id = f"batch_{len(self.batches) + 1}"
+        self.batches[batch_id] = {
+            "id": batch_id,
+            "object": "batch",
+            "endpoint": body["endpoint"],
+            "input_file_id": body["input_file_id"],
+            "completion_window": "24h",
+            "status": "validating",
+            "output_file_id": None,
+            "error_file_id": None,
+            "errors": None,
+        }
+        return JSONResponse(self.batches[batch_id])
+
+    async def get_batch(self, request: Request) -> Response:
+        if (denied := self._unauthorized(request)) is not None:
+            return denied
+        batch = self.batches.get(request.path_params["batch_id"])
+        if batch is None:
+            return JSONResponse({"error": {"message": "No such batch"}}, status_code=404)
+        lines = self.uploads[batch["input_file_id"]]["rows"]
+        if batch["status"] == "validating":
+            batch["status"] = "in_progress"
+        elif batch["status"] == "in_progress":
+            if any("batch-fail" in line["body"]["model"] for line in lines):
+                batch["status"] = "failed"
+                batch["errors"] = {"object": "list", "data": [{"code": "model_not_found", "message": "no such model"}]}
+            else:
+                self._finish(batch, lines)
+        return JSONResponse(batch)
+
+    def _finish(self, batch: dict[str, Any], lines: list[dict[str, Any]]) -> None:
+        """Each line answered as chat completions would; a line that says "please fail" errs."""
+        done, failed = [], []
+        for i, line in enumerate(lines):
+            base = {"id": f"batch_req_{i}", "custom_id": line["custom_id"]}
+            if "please fail" in json.dumps(line["body"]["messages"]):
+                error = {"message": "This line was refused", "type": "invalid_request_error"}
+                failed.append({**base, "response": {"status_code": 400, "body": {"error": error}}, "error": None})
+            else:
+                body = self._completion(line["body"]["model"], line["body"])
+                done.append({**base, "response": {"status_code": 200, "request_id": f"req_{i}", "body": body}})
+        batch["status"] = "completed"
+        for key, rows in (("output_file_id", done), ("error_file_id", failed)):
+            if rows:
+                file_id = f"file-out-{len(self.outputs) + 1}"
+                self.outputs[file_id] = "\n".join(json.dumps(row) for row in rows) + "\n"
+                batch[key] = file_id
+
+    async def file_content(self, request: Request) -> Response:
+        if (denied := self._unauthorized(request)) is not None:
+            return denied
+        content = self.outputs.get(request.path_params["file_id"])
+        if content is None:
+            return JSONResponse({"error": {"message": "No such file"}}, status_code=404)
+        return Response(content, media_type="application/jsonl")
 
     async def create_job(self, request: Request) -> Response:
         """POST /v1/fine_tuning/jobs; the job then advances one state per poll."""
