@@ -15,7 +15,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -24,17 +23,9 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 
-from run import free_port  # noqa: E402
+from stack import MOCK_MODEL, stack_on_mock  # noqa: E402
 
-CONFIG = """
-[models.slow]
-routing = ["mock"]
-[models.slow.providers.mock]
-type = "openai"
-model_name = "bench"
-api_base = "http://127.0.0.1:{port}/v1/"
-api_key_location = "none"
-
+CONFIG = MOCK_MODEL + """
 [functions.ask]
 type = "chat"
 [functions.ask.variants.only]
@@ -80,27 +71,12 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=16)
     args = parser.parse_args()
-    workdir = Path(tempfile.mkdtemp(prefix="bench-batch-"))
-    mock_port, port = free_port(), free_port()
-    (workdir / "tensorzero.toml").write_text(CONFIG.format(port=mock_port))
     lines = bodies(args.requests)
-    requests = workdir / "requests.jsonl"
-    requests.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
-    mock = subprocess.Popen(
-        [sys.executable, str(ROOT / "bench" / "mock_provider.py"), "--port", str(mock_port), "--delay-ms",
-         str(args.delay_ms), "--tokens", "50"],
-        stdout=subprocess.DEVNULL,
-    )  # fmt: skip
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
-    up = [sys.executable, "-m", "tensorzero_ray.cli", "up", "--config", "tensorzero.toml", "--port", str(port)]
-    subprocess.run(up, cwd=workdir, check=True, stdout=subprocess.DEVNULL, env=env)
-    url = f"http://127.0.0.1:{port}"
-    try:
+    with stack_on_mock(CONFIG, delay_ms=args.delay_ms, tokens=50, prefix="bench-batch-") as (url, workdir):
+        requests = workdir / "requests.jsonl"
+        requests.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
         job_s = as_job(url, requests, args.workers, args.concurrency)
         loop_s = one_at_a_time(url, lines)
-    finally:
-        subprocess.run([sys.executable, "-m", "tensorzero_ray.cli", "down"], cwd=workdir, stdout=subprocess.DEVNULL)
-        mock.terminate()
     result = {
         "requests": args.requests,
         "delay_ms": args.delay_ms,

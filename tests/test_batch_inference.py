@@ -9,6 +9,7 @@ import uuid
 import orjson
 import pytest
 
+from tensorzero_ray.client import AsyncTensorZeroRayClient
 from tensorzero_ray.ids import uuid7
 from tests.mocks.openai_server import TEXT
 
@@ -90,6 +91,16 @@ async def test_a_batch_goes_up_as_one_file_and_comes_back_as_stored_inferences(g
         "SELECT status FROM BatchRequest WHERE batch_id = {b:UUID}", {"b": ids["batch_id"]}
     )
     assert sorted(s["status"] for s in states) == ["completed", "pending", "pending"]
+
+
+async def test_the_python_client_starts_and_polls_a_batch(gateway):
+    async with AsyncTensorZeroRayClient(str(gateway.base_url), transport=gateway._transport) as client:
+        started = await client.start_batch_inference(function_name="openai_chat", inputs=[message("client")])
+        statuses = [(await client.poll_batch_inference(started.batch_id)).status for _ in range(3)]
+        assert statuses == ["pending", "completed", "completed"]
+        done = await client.poll_batch_inference(started.batch_id, started.inference_ids[0])
+    assert [i.inference_id for i in done.inferences] == started.inference_ids
+    assert done.inferences[0].content[0].text == TEXT
 
 
 async def test_a_json_function_batch_parses_each_answer_against_the_schema(gateway):

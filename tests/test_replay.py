@@ -164,7 +164,7 @@ DYNAMIC = {
 }
 
 
-async def test_dynamic_variants_are_dry_runs_with_inline_templates(gateway):
+async def test_dynamic_variants_are_dry_runs_or_internal_with_inline_templates(gateway):
     base = {"function_name": "basic_test", "input": {"system": SYSTEM, "messages": [{"role": "user", "content": "Hi"}]}}
     ran = await ok(
         await gateway.post(
@@ -175,6 +175,16 @@ async def test_dynamic_variants_are_dry_runs_with_inline_templates(gateway):
     assert ran["variant_name"] == "trial" and ran["content"] == [{"type": "text", "text": ALTERNATE}]
     stored = await gateway.post("/inference", json={**base, "internal_dynamic_variant_config": DYNAMIC})
     assert stored.status_code == 400 and "requires `dryrun: true`" in stored.json()["error"]
+    # Our own optimizers run candidates as internal requests: stored, tagged as internal.
+    internal = await ok(
+        await gateway.post(
+            "/inference",
+            json={**base, "internal": True, "internal_dynamic_variant_config": DYNAMIC, "variant_name": "candidate"},
+        )
+    )
+    found = await ok(await gateway.post("/v1/inferences/get_inferences", json={"ids": [internal["inference_id"]]}))
+    [row] = found["inferences"]
+    assert row["variant_name"] == "candidate" and row["tags"]["tensorzero::internal"] == "true"
     from_file = dict(DYNAMIC, system_template="/etc/passwd")
     refused = await gateway.post(
         "/inference", json={**base, "dryrun": True, "internal_dynamic_variant_config": from_file}

@@ -30,6 +30,7 @@ from tensorzero_ray.api.http_io import (
     stream_error_message,
 )
 from tensorzero_ray.api.openai_routes import add_openai_routes
+from tensorzero_ray.api.optimization_routes import add_optimization_routes
 from tensorzero_ray.config import Config
 from tensorzero_ray.errors import InvalidRequest, RouteNotFound, TensorZeroError, UnknownFunction
 from tensorzero_ray.evaluations.workflow import WorkflowEpisodeRequest, WorkflowEvaluations, WorkflowRunRequest
@@ -139,6 +140,7 @@ def create_app(
     add_evaluation_routes(app, config, observability)
     add_experiment_routes(app, config, routers, observability, experiments)
     add_dicl_routes(app, config, observability)
+    add_optimization_routes(app, config, observability)
     add_data_routes(app, config, routers, observability)
     if ui is not None:
         _add_ui_forwarding(app, ui)

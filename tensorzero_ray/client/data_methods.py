@@ -1,5 +1,5 @@
-"""The stored-data methods every HTTP client has: stored inferences, datasets, curation and
-replay. Each method says what to send and how to read the answer; the sync client sends at
+"""The JSON methods every HTTP client has: stored inferences, datasets, curation, replay,
+workflow evaluations and batch inference. Each method says what to send and how to read the answer; the sync client sends at
 once, the async client returns an awaitable."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from typing import Any
 from urllib.parse import quote
 
 from tensorzero_ray.client.common import body
+from tensorzero_ray.types.batch import BatchStarted, BatchStatus
 from tensorzero_ray.types.curation import CuratedSet
 from tensorzero_ray.types.datasets import Datapoint, DatasetSummary
 from tensorzero_ray.types.replay import ReplayResult
@@ -110,3 +111,14 @@ class DataMethods:
         """An episode of that run; inferences with its id are pinned and tagged by the run."""
         path = f"/workflow_evaluation_run/{quote(str(run_id), safe='')}/episode"
         return self._request("POST", path, body(task_name=task_name, tags=tags), lambda d: d["episode_id"])
+
+    def start_batch_inference(self, *, function_name: str, inputs: list[dict[str, Any]], **fields: Any) -> BatchStarted:
+        """Fields of POST /batch_inference: per-input arrays (episode_ids, tags, params, ...)."""
+        payload = body(function_name=function_name, inputs=inputs, **fields)
+        return self._request("POST", "/batch_inference", payload, BatchStarted.model_validate)
+
+    def poll_batch_inference(self, batch_id: str, inference_id: str | None = None) -> BatchStatus:
+        path = f"/batch_inference/{quote(str(batch_id), safe='')}"
+        if inference_id is not None:
+            path += f"/inference/{quote(str(inference_id), safe='')}"
+        return self._request("GET", path, None, BatchStatus.model_validate)

@@ -40,6 +40,8 @@ class EvaluationSpec:
     tags: dict[str, str] = field(default_factory=dict)
     source: str = "cli"
     function_type: str = "chat"
+    # A variant not in the config (a prompt search's candidate), run under `variant_name`.
+    dynamic_variant: dict[str, Any] | None = None
 
 
 @dataclass
@@ -239,6 +241,8 @@ class EvaluationRunner:
             "tags": self._tags(point),
             "cache_options": {"enabled": self.spec.inference_cache},
         }
+        if self.spec.dynamic_variant is not None:
+            body["internal_dynamic_variant_config"] = self.spec.dynamic_variant
         for key in ("additional_tools", "allowed_tools", "tool_choice", "parallel_tool_calls", "output_schema"):
             if point.get(key) is not None:
                 body[key] = point[key]

@@ -262,8 +262,9 @@ class FunctionRouter:
     def _plan(self, request: InferenceRequest) -> VariantPlan:
         dynamic = None
         if request.internal_dynamic_variant_config is not None:
-            if not request.dryrun:
-                raise InvalidRequest("`internal_dynamic_variant_config` requires `dryrun: true`")
+            if not (request.dryrun or request.internal):
+                # Internal requests are our own optimizers': stored, tagged as internal.
+                raise InvalidRequest("`internal_dynamic_variant_config` requires `dryrun: true` (or `internal: true`)")
             dynamic = self._dynamic_variant(
                 request.internal_dynamic_variant_config, request.variant_name or DYNAMIC_VARIANT
             )

@@ -39,14 +39,16 @@ def variant_snippet(
     template: ChatCompletionVariantConfig | None,
     weight: float,
     home: Path,
+    sampling: dict[str, float | int] | None = None,
 ) -> str:
     """`[functions.F.variants.V]` with the template variant's templates, so the new model sees
-    prompts rendered the way its training data was."""
+    prompts rendered the way its training data was; `sampling`: parameters to keep."""
     lines = [
         f"[functions.{function_name}.variants.{variant_name}]",
         'type = "chat_completion"',
         f"model = {_toml_string(model_name)}",
     ]
+    lines += [f"{key} = {json.dumps(value)}" for key, value in (sampling or {}).items()]
     if template is not None:
         for role in ("system", "user", "assistant"):
             text_file = getattr(template, f"{role}_template")

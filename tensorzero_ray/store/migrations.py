@@ -319,6 +319,18 @@ MIGRATIONS: tuple[Migration, ...] = (
         ) ENGINE = MergeTree ORDER BY (batch_id, inference_id) {DEDUP}""",
         ),
     ),
+    Migration(
+        13,
+        "optimization tasks",
+        (
+            # Beyond TensorZero's schema (it keeps tasks in Postgres): each state of a GEPA task,
+            # written by the gateway when it starts the job and by the job as it goes.
+            """CREATE TABLE IF NOT EXISTS OptimizationTask (
+            task_id UUID, kind LowCardinality(String), status LowCardinality(String), task String,
+            report String, updated_at DateTime64(6, 'UTC')
+        ) ENGINE = ReplacingMergeTree(updated_at) ORDER BY task_id""",
+        ),
+    ),
 )
 
 BOOKKEEPING = """CREATE TABLE IF NOT EXISTS TensorZeroMigration (

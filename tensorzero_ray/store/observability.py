@@ -123,10 +123,11 @@ class ObservabilityWriter:
         return await self.store.query(sql, parameters)
 
     async def sync(self) -> None:
-        """Insert what is buffered, so a read sees every row acknowledged before it."""
+        """Insert what is buffered, so a read sees every row acknowledged before it. Always
+        through `flush`: its lock also waits out a background flush whose rows have left the
+        buffer but are not inserted yet."""
         await self.start()
-        if self.writer.buffered_rows:
-            await self.writer.flush()
+        await self.writer.flush()
 
     async def insert(self, table: str, rows: list[dict]) -> None:
         """Insert now, not batched: for writes the caller reads back at once (datapoints)."""

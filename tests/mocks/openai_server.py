@@ -19,6 +19,9 @@ TOOL_CALL = {"id": "call_1", "type": "function", "function": {"name": "get_weath
 
 
 SQL = "SELECT 1"
+PIRATE_ANSWER = "Arr, matey!"
+PROPOSALS = ["Greet the user politely and briefly.", "Answer every message the way a pirate would.",
+             "Be helpful and kind."]  # fmt: skip
 
 
 def _custom_tool(body: dict) -> str | None:
@@ -288,6 +291,17 @@ class OpenAIMock:
         elif model.startswith("choose-"):
             # A best-of-n evaluator that names the candidate in its model name.
             message["content"] = json.dumps({"thinking": "compared them", "answer_choice": int(model.split("-")[1])})
+        elif model == "pirate":
+            # Right only when told the idea: the prompt search has to find it.
+            said = json.dumps(body["messages"]).lower()
+            message["content"] = PIRATE_ANSWER if "pirate" in said else "Hello."
+        elif model == "analyst":
+            message["content"] = "The answers should sound like a pirate."
+        elif model == "mutator":
+            message["content"] = json.dumps({"system": "Answer every message the way a pirate would."})
+        elif model == "proposer":
+            # A proposal model that has the right idea on one seed in three.
+            message["content"] = PROPOSALS[(body.get("seed") or 0) % len(PROPOSALS)]
         elif "reasoning" in model:
             message["reasoning_content"] = "thinking hard"
         return {
