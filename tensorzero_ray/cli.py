@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -48,6 +49,11 @@ def main(argv: list[str] | None = None) -> int:
         help="leave Serve's RAY_SERVE_THROUGHPUT_OPTIMIZED mode off (when this command starts Ray)",
     )
     up.add_argument(
+        "--writer-resource",
+        default=None,
+        help="a custom Ray resource only the node with the durable disk offers: the ObservabilityWriter runs there",
+    )
+    up.add_argument(
         "--no-dashboard",
         dest="dashboard",
         action="store_false",
@@ -56,6 +62,9 @@ def main(argv: list[str] | None = None) -> int:
 
     down = commands.add_parser("down", help="remove the gateway; stop Ray if `up` started it")
     down.add_argument("--address", default=None)
+
+    status = commands.add_parser("status", help="replicas and their nodes, the writer's buffer, spool and target")
+    status.add_argument("--address", default=None)
 
     check = commands.add_parser("validate", help="load a config and report problems")
     check.add_argument("--config", required=True)
@@ -72,6 +81,10 @@ def main(argv: list[str] | None = None) -> int:
         return up_command(args)
     if args.command == "migrate":
         return migrate_command(args.config)
+    if args.command == "status":
+        from tensorzero_ray.serve.status import status_command
+
+        return status_command(args.address)
     return down_command(args)
 
 
@@ -113,6 +126,21 @@ def migrate_command(pattern: str) -> int:
         store.close()
     print(f"{redact(storage.dsn)}: applied {applied}" if applied else f"{redact(storage.dsn)}: up to date")
     return 0
+
+
+def unreachable(address: str | None, timeout_s: float = 5.0) -> str | None:
+    """Why a given `host:port` cluster address cannot be joined, found in seconds (Ray's own
+    client would keep retrying for a minute); None when it answers or is not host:port."""
+    if not address or address == "auto" or "://" in address:
+        return None
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        return f"--address must be host:port (or auto), not `{address}`"
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        return f"the Ray cluster at {address} does not answer ({exc.strerror or exc}); is `ray start --head` running there?"
+    return None
 
 
 def _connect(args, token_auth: bool) -> bool:
@@ -198,9 +226,30 @@ def up_command(args) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
+    problem = unreachable(args.address)
+    if problem is not None:
+        print(problem, file=sys.stderr)
+        return 2
     started_ray = _connect(args, token_auth)
+    if args.writer_resource is not None:
+        import ray
+
+        if ray.cluster_resources().get(args.writer_resource, 0) <= 0:
+            print(
+                f"no node of the Ray cluster offers the resource `{args.writer_resource}` that --writer-resource "
+                f"names; start the node with the durable disk with `ray start ... --resources='"
+                f'{{"{args.writer_resource}": 1}}'
+                "'` (cluster.yaml does so on the head)",
+                file=sys.stderr,
+            )
+            return 2
     serve.start(http_options={"host": args.host, "port": args.port})
-    application = build_application(config, routers=args.routers, gateway_replicas=args.gateway_replicas)
+    application = build_application(
+        config,
+        routers=args.routers,
+        gateway_replicas=args.gateway_replicas,
+        writer_resource=args.writer_resource,
+    )
     serve.run(application, name=APP_NAME, route_prefix="/")
     url = f"http://{args.host}:{args.port}"
     deadline = time.monotonic() + args.timeout

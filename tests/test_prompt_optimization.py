@@ -114,6 +114,7 @@ def test_the_search_finds_the_instruction_that_works_and_its_variant_scores_as_r
     assert done.returncode == 0 and "succeeded" in done.stdout, log[-5000:]
     assert "`plain_optimized` scores 1.000 on `exact` against 0.000 for `plain`" in log, log[-3000:]
     assert "better than the baseline" in log
+    assert re.search(r"trial \d+: failed: every inference or score failed", log), log[-3000:]
     template = (output / "templates" / "plain_optimized" / "system.minijinja").read_text()
     assert "pirate" in template
     assert "trial 5:" in log and (output / "trials.svg").read_text().startswith("<svg")

@@ -241,6 +241,28 @@ def test_the_ray_head_tzray_starts_asks_for_its_token(tzray_up):
     assert httpx.get(dashboard, headers={"authorization": f"Bearer {token}"}, timeout=10).status_code == 200
 
 
+def test_tzray_status_shows_replicas_their_nodes_and_storage(tzray_up):
+    url, _, workdir = tzray_up
+    shown = tzray("status", cwd=workdir)
+    assert shown.returncode == 0, shown.stderr[-3000:]
+    lines = shown.stdout.splitlines()
+    assert lines[0].startswith("application tensorzero: RUNNING on 1 node(s)")
+    gateway = next(line for line in lines if line.strip().startswith("Gateway:"))
+    assert re.search(r"replicas \d+ running; nodes [\d.]+ x\d+", gateway), gateway
+    storage = next(line for line in lines if line.startswith("storage:"))
+    assert re.match(r"storage: chdb:///\S+ \(ok\); \d+ row\(s\) buffered, \d+ spooled", storage), storage
+
+
+def test_the_writer_resource_must_exist_before_anything_is_deployed(tzray_up):
+    url, _, workdir = tzray_up
+    quickstart = ROOT / "config" / "quickstart" / "tensorzero.toml"
+    refused = tzray("up", "--config", str(quickstart), "--address", "auto", "--writer-resource", "durable_disk",
+                    cwd=workdir)  # fmt: skip
+    assert refused.returncode == 2
+    assert "no node of the Ray cluster offers the resource `durable_disk`" in refused.stderr
+    assert httpx.get(f"{url}/health", timeout=10).status_code == 200  # the running stack is untouched
+
+
 def test_tzray_up_on_a_running_stack_redeploys_without_restarting_ray(tzray_up, tmp_path):
     """A changed config goes live with `tzray up` alone: Ray, its job history and the
     dashboard stay; the new variant answers."""

@@ -39,6 +39,8 @@ FunctionRouterDeployment = serve.deployment(
     autoscaling_config=ROUTER_AUTOSCALING,
     ray_actor_options=ACTOR_OPTIONS,
 )
+# A sliver of the storage resource: the writer needs the node that has it, not all of it.
+WRITER_RESOURCE_SHARE = 0.01
 # One replica: in embedded mode it is the only process that may open the chDB engine.
 WriterDeployment = serve.deployment(
     ObservabilityWriterDeployment,
@@ -65,14 +67,25 @@ def router_deployment_name(function_name: str) -> str:
 
 
 def build_application(
-    config: Config, *, routers: str = "in_process", workdir: str | None = None, gateway_replicas: int = 1
+    config: Config,
+    *,
+    routers: str = "in_process",
+    workdir: str | None = None,
+    gateway_replicas: int = 1,
+    writer_resource: str | None = None,
 ) -> Application:
     """`in_process` (the default, the faster in bench/) runs the FunctionRouters inside the
-    Gateway replica; `deployments` gives each function its own autoscaling deployment."""
+    Gateway replica; `deployments` gives each function its own autoscaling deployment.
+    `writer_resource`: a custom resource that only the node with the durable disk offers; the
+    ObservabilityWriter (and with it the embedded chDB's files) goes there."""
     if routers not in ("deployments", "in_process"):
         raise ValueError(f"routers must be `deployments` or `in_process`, not `{routers}`")
     storage = StorageSettings.from_config(config, workdir)
-    writer = WriterDeployment.bind(storage) if storage is not None else None
+    writer_deployment = WriterDeployment
+    if writer_resource is not None:
+        placed = {**ACTOR_OPTIONS, "resources": {writer_resource: WRITER_RESOURCE_SHARE}}
+        writer_deployment = WriterDeployment.options(ray_actor_options=placed)
+    writer = writer_deployment.bind(storage) if storage is not None else None
     local_models = {**bind_local_models(config.models), **bind_local_embedding_models(config.embedding_models)}
     experiments = (
         ControllerDeployment.bind(config, storage, writer)

@@ -144,6 +144,7 @@ class ObservabilityWriter:
     async def status(self) -> dict[str, Any]:
         return {
             "clickhouse": "ok" if await self.store.ping() else "error",
+            "target": redact(self.settings.dsn),
             "buffered_rows": self.writer.buffered_rows,
             "spooled_rows": await asyncio.to_thread(self.spool.pending_rows),
         }

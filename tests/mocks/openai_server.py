@@ -20,8 +20,9 @@ TOOL_CALL = {"id": "call_1", "type": "function", "function": {"name": "get_weath
 
 SQL = "SELECT 1"
 PIRATE_ANSWER = "Arr, matey!"
+# The third does not render (an undefined variable): its trials fail, and the search goes on.
 PROPOSALS = ["Greet the user politely and briefly.", "Answer every message the way a pirate would.",
-             "Be helpful and kind."]  # fmt: skip
+             "Answer {{ missing.deeper }} briefly.", "Be helpful and kind."]  # fmt: skip
 
 
 def _custom_tool(body: dict) -> str | None:
