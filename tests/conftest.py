@@ -8,6 +8,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 # `tzray up` starts Ray with token authentication; Ray's job CLI needs to be told, as the
@@ -284,12 +285,22 @@ serve.run(application, name=sys.argv[2], route_prefix=sys.argv[3])
 """
 
 
-def deploy_app(config: str, name: str, route_prefix: str, gateway_replicas: int = 1) -> None:
+def deploy_app(config: str, name: str, route_prefix: str, serve_url: str, gateway_replicas: int = 1) -> None:
     """Another application on the session's cluster (beside `serve_url`'s), built the way
-    `tzray up` builds its own, from a separate process as a user would."""
+    `tzray up` builds its own, from a separate process as a user would. Returns once its route
+    answers through the proxy (HAProxy learns new routes a moment after Serve has them)."""
     command = [sys.executable, "-c", DEPLOY, config, name, route_prefix, str(gateway_replicas)]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"{serve_url}{route_prefix}/status", timeout=5).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, f"{route_prefix} never answered through the proxy"
+        time.sleep(0.2)  # the proxy's route table is outside this process: polling is all there is
 
 
 DELETE = """

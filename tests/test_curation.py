@@ -247,3 +247,16 @@ async def test_trl_reads_the_exported_files(gateway, flywheel, tmp_path):
         processing_class=tokenizer,
     )
     assert dpo_trainer.train().training_loss > 0
+
+
+def test_a_split_that_asks_for_validation_data_gets_some():
+    from tensorzero_ray.datasets.curation import validation_keys
+
+    keys = [f"example-{i}" for i in range(12)]
+    assert len(validation_keys(keys, 1e-9, seed=0)) == 1  # chance put none there: the lowest goes
+    assert validation_keys(keys, 0.0, seed=0) == set()
+    assert validation_keys(keys[:1], 0.5, seed=0) <= set(keys[:1])
+    many = [f"example-{i}" for i in range(4000)]
+    held = validation_keys(many, 0.25, seed=3)
+    assert 0.22 < len(held) / len(many) < 0.28
+    assert validation_keys(many[:2000], 0.25, seed=3) == held & set(many[:2000])  # stable as data grows

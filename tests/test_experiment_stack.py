@@ -23,7 +23,7 @@ from tests.test_experiments import CONFIG, liked
 def test_the_controller_stops_with_the_better_variant_across_two_gateway_replicas(serve_url, tmp_path):
     config = tmp_path / "tensorzero.toml"
     config.write_text(f'[clickhouse]\nurl = "chdb://{tmp_path / "db"}"\n' + textwrap.dedent(CONFIG))
-    deploy_app(str(config), "adaptive", "/adaptive", gateway_replicas=2)
+    deploy_app(str(config), "adaptive", "/adaptive", serve_url, gateway_replicas=2)
     try:
         with httpx.Client(base_url=f"{serve_url}/adaptive", timeout=60) as http:
 

@@ -94,7 +94,7 @@ def test_sft_job_trains_a_model_that_serves_as_a_new_variant(flywheel, tmp_path,
     written = (config_dir / "finetuned.toml").read_text()
     assert 'model_name = "../chat-sft"' in written and '= "/' not in written
 
-    deploy_app(str(config_dir / "*.toml"), "finetuned", "/finetuned")
+    deploy_app(str(config_dir / "*.toml"), "finetuned", "/finetuned", flywheel["url"])
     request.addfinalizer(lambda: delete_app("finetuned"))
     body = {
         "function_name": "chat",

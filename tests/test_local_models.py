@@ -210,7 +210,7 @@ def local_app(serve_url, model_dirs):
     schema.write_text('{"type": "object", "properties": {"answer": {"type": "string"}}}')
     config = base / "tensorzero.toml"
     config.write_text(LOCAL_APP.format(schema=schema.name))
-    deploy_app(str(config), "local", "/local")
+    deploy_app(str(config), "local", "/local", serve_url)
     yield f"{serve_url}/local"
     delete_app("local")
 

@@ -80,7 +80,7 @@ def search_app(serve_url, openai_mock, tmp_path_factory):
     (home / "system.minijinja").write_text("Answer the user.")
     config = home / "tensorzero.toml"
     config.write_text(CONFIG.format(db=home / "db" / "clickhouse", openai=openai_mock.url, key=home / "key"))
-    deploy_app(str(config), "prompt", "/prompt")
+    deploy_app(str(config), "prompt", "/prompt", serve_url)
     url = f"{serve_url}/prompt"
     points = [
         {"type": "chat", "function_name": "greet", "output": [{"type": "text", "text": PIRATE_ANSWER}],

@@ -31,9 +31,20 @@ from tensorzero_ray.variants.base import InferenceCall
 from tensorzero_ray.variants.chat_completion import ChatCompletionVariant
 
 
-def in_validation(example_id: str, val_fraction: float, seed: int) -> bool:
+def split_position(example_id: str, seed: int) -> float:
+    """Where an example falls in [0, 1): by its id, so it keeps its side as data grows."""
     digest = hashlib.blake2b(f"{seed}:{example_id}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") / 2**64 < val_fraction
+    return int.from_bytes(digest, "big") / 2**64
+
+
+def validation_keys(keys: list[str], val_fraction: float, seed: int) -> set[str]:
+    """Examples whose position is under `val_fraction`; when chance leaves none there, the
+    lowest one, so a split that asks for validation data gets some (from two examples up)."""
+    positions = {key: split_position(key, seed) for key in keys}
+    chosen = {key for key, position in positions.items() if position < val_fraction}
+    if not chosen and val_fraction > 0 and len(keys) >= 2:
+        chosen = {min(positions, key=positions.get)}
+    return chosen
 
 
 class _Renderer:
@@ -208,8 +219,9 @@ class Curator:
                 except _Skip as reason:
                     skipped[str(reason)] += 1
         train, validation = [], []
+        held_out = validation_keys([str(key) for key, _ in examples], request.val_fraction, request.seed)
         for key, example in examples:
-            (validation if in_validation(key, request.val_fraction, request.seed) else train).append(example)
+            (validation if str(key) in held_out else train).append(example)
         return CuratedSet(
             format=request.format,
             train=train,

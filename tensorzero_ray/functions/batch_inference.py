@@ -70,10 +70,13 @@ class BatchInference:
         plans = []
         for i, request in enumerate(requests):
             try:
-                plans.append(self.router._plan(request))
+                plans.append(self.router.plan(request))
             except TensorZeroError as exc:
                 raise BatchInputValidation(f"inputs[{i}]: {exc.message}") from None
-        variant_name, variant = next(plans[0].variants())
+        chosen = next(plans[0].variants(), None)
+        if chosen is None:
+            raise InvalidRequest(f"Function `{self.router.function_name}` has no variant to run the batch on")
+        variant_name, variant = chosen
         if not isinstance(variant, ChatCompletionVariant):
             raise UnsupportedVariantForBatchInference(
                 f"Variant `{variant_name}` is not a `chat_completion` variant; batch inference runs only those"

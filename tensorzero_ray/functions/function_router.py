@@ -224,7 +224,7 @@ class FunctionRouter:
         request = await self._with_files(request)
         if self.follower is not None and not self.follower.synced:
             await self.follower.ready()
-        plan = self._plan(request)
+        plan = self.plan(request)
         name, results = await self._first_success(plan, lambda variant: variant.infer(plan.call))
         response = self._response(request, plan, name, results)
         output = response.output if isinstance(response, JsonInferenceResponse) else response.content
@@ -238,7 +238,7 @@ class FunctionRouter:
         request = await self._with_files(request)
         if self.follower is not None and not self.follower.synced:
             await self.follower.ready()
-        plan = self._plan(request)
+        plan = self.plan(request)
         name, model_stream = await self._first_success(plan, lambda variant: variant.stream(plan.call))
         async for event in self._events(request, plan, name, model_stream):
             yield event
@@ -259,7 +259,9 @@ class FunctionRouter:
 
     # --- planning ---------------------------------------------------------------------------
 
-    def _plan(self, request: InferenceRequest) -> VariantPlan:
+    def plan(self, request: InferenceRequest) -> VariantPlan:
+        """The request checked and planned: its ids and the variants to try (each element of a
+        batch is planned this way too)."""
         dynamic = None
         if request.internal_dynamic_variant_config is not None:
             if not (request.dryrun or request.internal):

@@ -18,6 +18,7 @@ import json
 import random
 import sys
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -171,12 +172,16 @@ async def prepare(args, http: httpx.AsyncClient) -> Plan:
     args.output.mkdir(parents=True, exist_ok=True)
     saved = args.output / CANDIDATES_FILE
     prefix = f"{args.variant_name}_search"
+    plan = partial(
+        Plan, function_name=args.function_name, function=function, baseline_name=args.variant_name,
+        baseline=baseline, objective=objective, train=train, validation=validation, prefix=prefix,
+        inference_cache=args.inference_cache,
+    )  # fmt: skip
     if saved.exists():
         state = json.loads(saved.read_text())
         by_id = {p["id"]: p for p in points}
         sets = [[by_id[i] for i in ids if i in by_id] for ids in state["example_sets"]]
-        return Plan(args.function_name, function, args.variant_name, baseline, objective, train, validation,
-                    state["instructions"], sets, state["run_id"], prefix, args.inference_cache)  # fmt: skip
+        return plan(instructions=state["instructions"], example_sets=sets, run_id=state["run_id"])
     run_id = f"{args.function_name}-{random.Random().getrandbits(48):012x}"
     try:
         instructions, errors = await propose_instructions(
@@ -189,8 +194,7 @@ async def prepare(args, http: httpx.AsyncClient) -> Plan:
     saved.write_text(json.dumps({
         "run_id": run_id, "instructions": instructions, "example_sets": [[p["id"] for p in s] for s in sets],
     }, indent=1))  # fmt: skip
-    return Plan(args.function_name, function, args.variant_name, baseline, objective, train, validation,
-                instructions, sets, run_id, prefix, args.inference_cache, errors)  # fmt: skip
+    return plan(instructions=instructions, example_sets=sets, run_id=run_id, proposal_errors=errors)
 
 
 @dataclass
