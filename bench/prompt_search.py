@@ -22,17 +22,11 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 
-from stack import MOCK_MODEL, stack_on_mock  # noqa: E402
+from stack import MOCK_FUNCTION, stack_on_mock  # noqa: E402
 
 CONFIG = (
-    MOCK_MODEL
-    + """
-[functions.ask]
-type = "chat"
-[functions.ask.variants.only]
-type = "chat_completion"
-model = "slow"
-system_template = "system.minijinja"
+    MOCK_FUNCTION
+    + """system_template = "system.minijinja"
 
 [functions.ask.evaluators.mentions_fox]
 type = "regex"

@@ -25,6 +25,17 @@ model_name = "bench"
 api_base = "http://127.0.0.1:{port}/v1/"
 api_key_location = "none"
 """
+# A chat function `ask` with one variant, `only`, on that model.
+MOCK_FUNCTION = (
+    MOCK_MODEL
+    + """
+[functions.ask]
+type = "chat"
+[functions.ask.variants.only]
+type = "chat_completion"
+model = "slow"
+"""
+)
 
 
 @contextmanager
