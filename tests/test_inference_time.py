@@ -192,9 +192,10 @@ async def test_best_of_n_streams_the_chosen_answer_whole(client, observability):
     stored = await stored_models(observability, events[0]["inference_id"])
     assert stored == ["chooser", "dummy::alternate", "dummy::good"]
     [row] = await observability.query(
-        "SELECT output FROM ChatInference WHERE id = {i:UUID}", {"i": events[0]["inference_id"]}
+        "SELECT output, ttft_ms FROM ChatInference WHERE id = {i:UUID}", {"i": events[0]["inference_id"]}
     )
     assert orjson.loads(row["output"]) == [{"type": "text", "text": ALTERNATE}]
+    assert row["ttft_ms"] is not None  # until the evaluator chose: the first chunk leaves then
 
 
 async def test_chain_of_thought_answers_the_response_and_keeps_the_thinking(client, openai_mock, observability):

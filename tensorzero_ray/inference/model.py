@@ -359,11 +359,12 @@ class AnsweredStream(ModelStream):
     """An answer that is already whole (best-of-n's choice) as a one-chunk stream: it streams
     the answer and describes the model call that made it."""
 
-    def __init__(self, answer: ModelInferenceResult, earlier: list[ModelInferenceResult]):
+    def __init__(self, answer: ModelInferenceResult, earlier: list[ModelInferenceResult], ttft_ms: int):
+        """`ttft_ms`: from the variant's start to now, when the whole answer is ready."""
         first = ProviderChunk(content=as_chunks(answer.output), usage=answer.usage, finish_reason=answer.finish_reason)
         super().__init__(None, answer.model_provider_name, None, None, CallContext(), first, _nothing(), 0.0, None)
         self.answer = answer
-        self.ttft_ms = answer.ttft_ms or answer.response_time_ms
+        self.ttft_ms = ttft_ms
         self.earlier = earlier
 
     def final_usage(self) -> Usage:

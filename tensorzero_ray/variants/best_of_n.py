@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 
 import orjson
 
@@ -85,5 +86,6 @@ class BestOfNVariant(Variant):
 
     async def stream(self, call: InferenceCall) -> ModelStream:
         """The chosen answer, streamed whole once the evaluator has chosen (as TensorZero does)."""
+        started = time.monotonic()
         results = await self.infer(call)
-        return AnsweredStream(results[-1], earlier=results[:-1])
+        return AnsweredStream(results[-1], results[:-1], ttft_ms=int((time.monotonic() - started) * 1000))
