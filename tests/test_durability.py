@@ -189,6 +189,26 @@ async def test_a_replica_that_dies_before_delivering_is_adopted_by_the_writer(wr
     assert await count(writer.store, tag) == {"n": 3, "ids": 3}
 
 
+async def test_a_replica_that_starts_on_the_node_delivers_what_a_dead_one_left(writer, storage, monkeypatch):
+    """On a cluster the writer may run on another node than the replica that died; the next
+    replica on that node takes the outbox over and delivers it, once."""
+    monkeypatch.setattr(ObservabilityClient, "RETRY_DELAYS_S", (0.01,))
+    tag = uuid.uuid4().hex
+    dead = ObservabilityClient(storage, UnreachableWriter())
+    await dead.record([ChatInferenceRow.model_validate(r) for r in rows(tag, 3)])
+    dead._sender.cancel()
+    dead._outbox.journal._task.cancel()
+    dead._outbox._owner.close()
+    successor = ObservabilityClient(storage, writer)
+    await successor.record([ChatInferenceRow.model_validate(r) for r in rows(uuid.uuid4().hex, 1)])
+    await successor.drain()
+    assert not dead._outbox.folder.exists()
+    assert await successor.adopt_orphans() == 0  # its own outbox is alive: never taken
+    await writer.flush()
+    assert await count(writer.store, tag) == {"n": 3, "ids": 3}
+    await successor.close()
+
+
 async def test_a_live_replica_outbox_is_not_adopted(writer, storage):
     client = ObservabilityClient(storage, writer)
     await client.record([ChatInferenceRow.model_validate(r) for r in rows(uuid.uuid4().hex, 1)])

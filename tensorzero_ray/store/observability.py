@@ -7,6 +7,7 @@ import asyncio
 import logging
 import math
 import os
+import shutil
 import time
 import uuid
 from collections import deque
@@ -20,7 +21,7 @@ from tensorzero_ray.errors import TensorZeroError, unwrap
 from tensorzero_ray.store import BatchWriter, ClickHouseStore, Spool, StoreUnavailable, resolve_dsn
 from tensorzero_ray.store.dsn import is_embedded, redact
 from tensorzero_ray.store.journal import Journal
-from tensorzero_ray.store.outbox import Batch, Outbox
+from tensorzero_ray.store.outbox import Batch, Outbox, orphaned, undelivered
 from tensorzero_ray.store.recent_inferences import RecentInferences
 from tensorzero_ray.store.rows import Row
 
@@ -188,6 +189,7 @@ class ObservabilityClient:
         self._outbox = Outbox(outbox_root(settings), fsync=settings.fsync_acknowledgements)
         self._to_send: deque[tuple[str, Batch, str, int]] = deque()
         self._sender: asyncio.Task | None = None
+        self._adoption: asyncio.Task | None = None
         # Inferences this replica acknowledged, for feedback that comes back to it at once.
         self.recent = RecentInferences(capacity=50_000)
         # With a server DSN, readers connect directly; chDB is reached through its owner.
@@ -200,6 +202,8 @@ class ObservabilityClient:
         batch = _batch(rows)
         token = uuid.uuid4().hex
         await self._outbox.open()
+        if self._adoption is None:
+            self._adoption = asyncio.get_running_loop().create_task(self.adopt_orphans())
         for table, records in batch:
             self.recent.add(table, records)
         segment, written = self._outbox.append(token, batch)
@@ -267,8 +271,29 @@ class ObservabilityClient:
 
     async def drain(self) -> None:
         """Deliver everything this replica holds (graceful shutdown, or before a flush)."""
+        if self._adoption is not None:
+            await asyncio.gather(self._adoption, return_exceptions=True)
         while self._sender is not None and not self._sender.done():
             await asyncio.gather(self._sender, return_exceptions=True)
+
+    async def adopt_orphans(self) -> int:
+        """Take over the outboxes that dead replicas left on this node's disk, and deliver what
+        they never saw delivered: the writer adopts the ones on its own node, and on a cluster
+        it may run elsewhere. Batches the writer already has are recognised by their tokens.
+        Returns the batches taken."""
+        taken = 0
+        for folder, lock in await asyncio.to_thread(orphaned, outbox_root(self.settings)):
+            try:
+                batches = await asyncio.to_thread(undelivered, folder)
+                if batches:
+                    await self._deliver(batches)
+                    taken += len(batches)
+                await asyncio.to_thread(shutil.rmtree, folder, True)
+            finally:
+                lock.close()
+        if taken:
+            logger.info("delivered %d batches from the outboxes of replicas that died on this node", taken)
+        return taken
 
     async def close(self) -> None:
         await self.drain()
