@@ -7,7 +7,6 @@ import asyncio
 import logging
 import math
 import os
-import shutil
 import time
 import uuid
 from collections import deque
@@ -21,7 +20,7 @@ from tensorzero_ray.errors import TensorZeroError, unwrap
 from tensorzero_ray.store import BatchWriter, ClickHouseStore, Spool, StoreUnavailable, resolve_dsn
 from tensorzero_ray.store.dsn import is_embedded, redact
 from tensorzero_ray.store.journal import Journal
-from tensorzero_ray.store.outbox import Batch, Outbox, orphaned, undelivered
+from tensorzero_ray.store.outbox import Batch, Outbox, take_orphans
 from tensorzero_ray.store.recent_inferences import RecentInferences
 from tensorzero_ray.store.rows import Row
 
@@ -281,16 +280,7 @@ class ObservabilityClient:
         they never saw delivered: the writer adopts the ones on its own node, and on a cluster
         it may run elsewhere. Batches the writer already has are recognised by their tokens.
         Returns the batches taken."""
-        taken = 0
-        for folder, lock in await asyncio.to_thread(orphaned, outbox_root(self.settings)):
-            try:
-                batches = await asyncio.to_thread(undelivered, folder)
-                if batches:
-                    await self._deliver(batches)
-                    taken += len(batches)
-                await asyncio.to_thread(shutil.rmtree, folder, True)
-            finally:
-                lock.close()
+        taken = await take_orphans(outbox_root(self.settings), self._deliver)
         if taken:
             logger.info("delivered %d batches from the outboxes of replicas that died on this node", taken)
         return taken

@@ -12,6 +12,7 @@ import asyncio
 import fcntl
 import shutil
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from tensorzero_ray.store.journal import Journal
@@ -102,3 +103,19 @@ def undelivered(folder: Path) -> list[tuple[str, Batch]]:
             elif "d" in record:
                 done.update(record["d"])
     return [(token, batch) for token, batch in batches if token not in done]
+
+
+async def take_orphans(root: str | Path, deliver: Callable[[list[tuple[str, Batch]]], Awaitable[None]]) -> int:
+    """Every orphaned outbox under `root`: its undelivered batches handed to `deliver`, then
+    the folder removed. Whoever holds an outbox's lock takes it, so one taker at a time."""
+    taken = 0
+    for folder, lock in await asyncio.to_thread(orphaned, root):
+        try:
+            batches = await asyncio.to_thread(undelivered, folder)
+            if batches:
+                await deliver(batches)
+                taken += len(batches)
+            await asyncio.to_thread(shutil.rmtree, folder, True)
+        finally:
+            lock.close()
+    return taken

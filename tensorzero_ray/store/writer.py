@@ -12,13 +12,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import shutil
 from collections import OrderedDict
 from pathlib import Path
 
 from tensorzero_ray.store.client import ClickHouseStore, StoreUnavailable
 from tensorzero_ray.store.journal import Journal
-from tensorzero_ray.store.outbox import orphaned, undelivered
+from tensorzero_ray.store.outbox import take_orphans
 from tensorzero_ray.store.recent_inferences import RecentInferences
 from tensorzero_ray.store.spool import Spool
 
@@ -115,15 +114,12 @@ class BatchWriter:
         """Take over the outboxes of gateway replicas that died; returns batches taken."""
         if self.outboxes is None:
             return 0
-        taken = 0
-        for folder, lock in await asyncio.to_thread(orphaned, self.outboxes):
-            try:
-                for token, batch in await asyncio.to_thread(undelivered, folder):
-                    await self.submit(token, batch)
-                    taken += 1
-                await asyncio.to_thread(shutil.rmtree, folder, True)
-            finally:
-                lock.close()
+
+        async def submit_all(batches: list[tuple[str, Batch]]) -> None:
+            for token, batch in batches:
+                await self.submit(token, batch)
+
+        taken = await take_orphans(self.outboxes, submit_all)
         if taken:
             logger.info("adopted %d undelivered batches from gateway replicas that died", taken)
         return taken
