@@ -31,22 +31,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from mock_provider import MockProtocol, completion_body, stream_events  # noqa: E402
 from run import free_port  # noqa: E402
+from stack import MOCK_FUNCTION  # noqa: E402
 
-CONFIG = """
-[models.slow]
-routing = ["mock"]
-[models.slow.providers.mock]
-type = "openai"
-model_name = "bench"
-api_base = "http://127.0.0.1:{port}/v1/"
-api_key_location = "none"
-
-[functions.ask]
-type = "chat"
-[functions.ask.variants.only]
-type = "chat_completion"
-model = "slow"
-"""
+CONFIG = MOCK_FUNCTION
 
 
 def p50(samples: list[float]) -> float:
