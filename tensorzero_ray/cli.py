@@ -220,11 +220,19 @@ def up_command(args) -> int:
 
     from tensorzero_ray.config import ConfigError, load_config
     from tensorzero_ray.serve.app import APP_NAME, build_application
+    from tensorzero_ray.store.dsn import is_embedded, resolve_dsn
 
     try:
         config = load_config(args.config)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
+        return 2
+    if args.writer_resource is not None and not is_embedded(resolve_dsn(config.clickhouse.url)):
+        print(
+            "--writer-resource places the embedded database's one writer; with a ClickHouse server DSN "
+            "every replica writes for itself: drop the option",
+            file=sys.stderr,
+        )
         return 2
     problem = unreachable(args.address)
     if problem is not None:

@@ -13,7 +13,7 @@ from tensorzero_ray.ids import uuid7
 from tensorzero_ray.store import BatchWriter, Spool
 from tensorzero_ray.store import writer as writer_module
 from tensorzero_ray.store.journal import Journal
-from tensorzero_ray.store.observability import ObservabilityClient
+from tensorzero_ray.store.observability import ObservabilityClient, outbox_root
 from tensorzero_ray.store.rows import ChatInferenceRow
 
 
@@ -171,31 +171,42 @@ class UnreachableWriter:
     write = find_recent = _Method()
 
 
-async def test_a_replica_that_dies_before_delivering_is_adopted_by_the_writer(writer, storage, monkeypatch):
+def own_outboxes(storage, tmp_path):
+    """Settings whose outboxes no other test's writer adopts in the background meanwhile."""
+    return storage.model_copy(update={"spool_path": str(tmp_path / "spool" / "writes.jsonl")})
+
+
+async def test_a_replica_that_dies_before_delivering_is_adopted_by_the_writer(writer, storage, tmp_path, monkeypatch):
     """`record` returns once the rows are in the replica's own outbox; when the replica dies
     with them undelivered, the writer takes them over, once."""
     monkeypatch.setattr(ObservabilityClient, "RETRY_DELAYS_S", (0.01,))
     tag = uuid.uuid4().hex
-    client = ObservabilityClient(storage, UnreachableWriter())
+    settings = own_outboxes(storage, tmp_path)
+    client = ObservabilityClient(settings, UnreachableWriter())
     records = [ChatInferenceRow.model_validate(r) for r in rows(tag, 3)]
     await asyncio.gather(client.record(records[:2]), client.record(records[2:]))
     assert (await client.find_recent(str(records[0].id), "inference"))[0]["function_name"] == "f"
+    assert await client._adoption == 0  # its start-up look for dead outboxes, before it dies
     client._sender.cancel()  # the replica dies: nothing is delivered, its lock is released
     client._outbox.journal._task.cancel()
     client._outbox._owner.close()
-    assert await writer.writer.adopt_orphans() == 2
-    assert await writer.writer.adopt_orphans() == 0
-    await writer.flush()
+    adopter = new_writer(writer.store, tmp_path, outboxes=outbox_root(settings))
+    await adopter.start()
+    assert await adopter.adopt_orphans() == 2
+    assert await adopter.adopt_orphans() == 0
+    await adopter.close()
     assert await count(writer.store, tag) == {"n": 3, "ids": 3}
 
 
-async def test_a_replica_that_starts_on_the_node_delivers_what_a_dead_one_left(writer, storage, monkeypatch):
+async def test_a_replica_that_starts_on_the_node_delivers_what_a_dead_one_left(writer, storage, tmp_path, monkeypatch):
     """On a cluster the writer may run on another node than the replica that died; the next
     replica on that node takes the outbox over and delivers it, once."""
     monkeypatch.setattr(ObservabilityClient, "RETRY_DELAYS_S", (0.01,))
     tag = uuid.uuid4().hex
+    storage = own_outboxes(storage, tmp_path)
     dead = ObservabilityClient(storage, UnreachableWriter())
     await dead.record([ChatInferenceRow.model_validate(r) for r in rows(tag, 3)])
+    assert await dead._adoption == 0
     dead._sender.cancel()
     dead._outbox.journal._task.cancel()
     dead._outbox._owner.close()

@@ -73,7 +73,9 @@ async def test_max_age_limits_what_is_read(gateway, openai_mock, observability, 
     routers = LocalRouters(config, observability)
     transport = httpx.ASGITransport(app=create_app(config, routers, observability))
     async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as replica:
-        assert (await replica.post("/inference", json=body(text, "read_only", cache={"max_age_s": 60}))).status_code == 200
+        assert (
+            await replica.post("/inference", json=body(text, "read_only", cache={"max_age_s": 60}))
+        ).status_code == 200
         assert calls(openai_mock, text) == 2  # an hour old is too old
         assert (await replica.post("/inference", json=body(text, "read_only"))).status_code == 200
         assert calls(openai_mock, text) == 2  # without a limit, any entry will do

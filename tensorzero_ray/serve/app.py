@@ -20,6 +20,7 @@ from tensorzero_ray.serve.gateway import Gateway
 from tensorzero_ray.serve.local_embedding_model import bind_local_embedding_models
 from tensorzero_ray.serve.local_model import bind_local_models
 from tensorzero_ray.serve.observability_writer import ObservabilityWriterDeployment
+from tensorzero_ray.store.dsn import is_embedded
 from tensorzero_ray.store.observability import StorageSettings
 from tensorzero_ray.ui.server import UIServer
 
@@ -77,15 +78,22 @@ def build_application(
     """`in_process` (the default, the faster in bench/) runs the FunctionRouters inside the
     Gateway replica; `deployments` gives each function its own autoscaling deployment.
     `writer_resource`: a custom resource that only the node with the durable disk offers; the
-    ObservabilityWriter (and with it the embedded chDB's files) goes there."""
+    ObservabilityWriter (and with it the embedded chDB's files) goes there. With a ClickHouse
+    server DSN there is no ObservabilityWriter deployment: every replica writes for itself."""
     if routers not in ("deployments", "in_process"):
         raise ValueError(f"routers must be `deployments` or `in_process`, not `{routers}`")
     storage = StorageSettings.from_config(config, workdir)
+    single_writer = storage is not None and is_embedded(storage.dsn)
+    if writer_resource is not None and storage is not None and not single_writer:
+        raise ValueError(
+            "a writer resource places the embedded database's one writer; with a ClickHouse server "
+            "every replica writes for itself, so drop --writer-resource"
+        )
     writer_deployment = WriterDeployment
     if writer_resource is not None:
         placed = {**ACTOR_OPTIONS, "resources": {writer_resource: WRITER_RESOURCE_SHARE}}
         writer_deployment = WriterDeployment.options(ray_actor_options=placed)
-    writer = writer_deployment.bind(storage) if storage is not None else None
+    writer = writer_deployment.bind(storage) if single_writer else None
     local_models = {**bind_local_models(config.models), **bind_local_embedding_models(config.embedding_models)}
     experiments = (
         ControllerDeployment.bind(config, storage, writer)

@@ -74,6 +74,10 @@ class Gateway:
         response = await self._in_process.request(method, path, json=payload)
         return response.status_code, response.json()
 
+    async def storage_status(self) -> dict | None:
+        """This replica's view of storage (`tzray status`); None when nothing is stored."""
+        return None if self._observability is None else await self._observability.status()
+
     def _target(self, payload: dict):
         function_name, request = parse_inference_request(payload)
         if not self._routers.knows(function_name):

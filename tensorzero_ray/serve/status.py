@@ -1,6 +1,7 @@
 """`tzray status`: the stack as it runs on the cluster, from a shell. Each deployment's
-replicas with the node each one runs on, and the ObservabilityWriter's view of storage (the
-ClickHouse target, rows buffered, rows spooled while ClickHouse was away). The same
+replicas with the node each one runs on, and the view of storage (the ClickHouse target, rows
+buffered, rows spooled while ClickHouse was away) from the ObservabilityWriter, or with a
+ClickHouse server, where each replica writes for itself, from one Gateway replica. The same
 deployments and nodes show in the Ray dashboard's Serve page."""
 
 from __future__ import annotations
@@ -40,18 +41,22 @@ def status_command(address: str | None) -> int:
         states = ", ".join(f"{count} {_name(state).lower()}" for state, count in deployment.replica_states.items())
         nodes = ", ".join(f"{ip} x{count}" for ip, count in sorted(Counter(placed[name]).items()))
         print(f"  {name}: {_name(deployment.status).lower()}; replicas {states or 'none'}; nodes {nodes or '-'}")
-    if "ObservabilityWriter" not in application.deployments:
+    # The one writer knows everything stored; with a ClickHouse server each replica writes for
+    # itself, and one Gateway replica answers for its own buffer and spool.
+    single = "ObservabilityWriter" in application.deployments
+    asked = serve.get_deployment_handle("ObservabilityWriter" if single else "Gateway", APP_NAME)
+    try:
+        state = (asked.status if single else asked.storage_status).remote().result(timeout_s=30)
+    except Exception as exc:  # noqa: BLE001 - a writer that cannot answer is what status should say
+        print(f"storage: the {'ObservabilityWriter' if single else 'Gateway'} does not answer ({type(exc).__name__})")
+        return 1
+    if state is None:
         print("storage: observability is off (nothing is stored)")
         return 0
-    writer = serve.get_deployment_handle("ObservabilityWriter", APP_NAME)
-    try:
-        state = writer.status.remote().result(timeout_s=30)
-    except Exception as exc:  # noqa: BLE001 - a writer that cannot answer is what status should say
-        print(f"storage: the ObservabilityWriter does not answer ({type(exc).__name__})")
-        return 1
+    whose = "the writer" if single else "one Gateway replica"
     print(
-        f"storage: {state['target']} ({state['clickhouse']}); {state['buffered_rows']} row(s) buffered, "
-        f"{state['spooled_rows']} spooled"
+        f"storage: {state['target']} ({state['clickhouse']}); {state['writers']}; {whose} holds "
+        f"{state['buffered_rows']} row(s) buffered, {state['spooled_rows']} spooled"
     )
     return 0
 

@@ -23,6 +23,7 @@ from tensorzero_ray.store.journal import Journal
 from tensorzero_ray.store.outbox import Batch, Outbox, take_orphans
 from tensorzero_ray.store.recent_inferences import RecentInferences
 from tensorzero_ray.store.rows import Row
+from tensorzero_ray.store.writer_folders import WriterFolder
 
 logger = logging.getLogger(__name__)
 
@@ -71,15 +72,26 @@ class ObservabilityWriter:
     """Batches rows into ClickHouse. A plain class: a Serve deployment in the stack, or an
     object in this process (tests, the in-process gateway)."""
 
-    def __init__(self, settings: StorageSettings):
+    def __init__(self, settings: StorageSettings, *, one_of_many: bool = False):
+        """`one_of_many`: this process's own writer, one per replica (a ClickHouse server DSN).
+        Its journal and spool then live in a folder of its own, its journal is the replica's
+        acknowledgement (fsynced as the replicas' outboxes are), and it finishes the folders
+        of writers that died on this node. Otherwise it is the stack's only writer."""
         self.settings = settings
         self.store = ClickHouseStore(settings.dsn)
-        self.spool = Spool(settings.spool_path)
+        self.folder = WriterFolder(writers_root(settings)) if one_of_many else None
+        if self.folder is not None:
+            self.spool = Spool(self.folder.spool)
+            journal = Journal(self.folder.journal, fsync=settings.fsync_acknowledgements)
+        else:
+            self.spool = Spool(settings.spool_path)
+            journal = Journal(Path(settings.spool_path).parent / "journal")
         self.writer = BatchWriter(
             self.store,
             self.spool,
-            Journal(Path(settings.spool_path).parent / "journal"),
-            outboxes=outbox_root(settings),
+            journal,
+            outboxes=None if one_of_many else outbox_root(settings),
+            writer_folders=writers_root(settings) if one_of_many else None,
             max_rows=settings.max_rows,
             flush_interval_s=settings.flush_interval_s,
             max_buffered_rows=settings.max_buffered_rows,
@@ -145,6 +157,7 @@ class ObservabilityWriter:
         return {
             "clickhouse": "ok" if await self.store.ping() else "error",
             "target": redact(self.settings.dsn),
+            "writers": "one per replica" if self.folder is not None else "one for the stack",
             "buffered_rows": self.writer.buffered_rows,
             "spooled_rows": await asyncio.to_thread(self.spool.pending_rows),
         }
@@ -152,6 +165,8 @@ class ObservabilityWriter:
     async def close(self) -> None:
         if self._started is not None:
             await self.writer.close()
+        if self.folder is not None:
+            await asyncio.to_thread(self.folder.release)
         self.store.close()
 
 
@@ -171,6 +186,10 @@ def outbox_root(settings: StorageSettings) -> Path:
     return Path(settings.spool_path).parent / "outboxes"
 
 
+def writers_root(settings: StorageSettings) -> Path:
+    return Path(settings.spool_path).parent / "writers"
+
+
 class ObservabilityClient:
     """A replica's way to the writer. `record` returns once the rows are in this replica's
     outbox on local disk (group commit: one write for every request that arrived meanwhile),
@@ -181,8 +200,15 @@ class ObservabilityClient:
     SEND_ROWS = 2000
     RETRY_DELAYS_S = (0.05, 0.1, 0.2, 0.4, 0.8, 1.0)
 
-    def __init__(self, settings: StorageSettings, writer: Any):
+    def __init__(self, settings: StorageSettings, writer: Any = None):
+        """`writer`: the stack's writer (a deployment handle, or the object in this process).
+        None with a ClickHouse server DSN: this replica then writes for itself."""
         self.settings = settings
+        self._own = writer is None
+        if self._own:
+            if is_embedded(settings.dsn):
+                raise ValueError("the embedded database is reached through its one writer: pass it")
+            writer = ObservabilityWriter(settings, one_of_many=True)
         self._writer = writer
         self._local = isinstance(writer, ObservabilityWriter)
         self._outbox = Outbox(outbox_root(settings), fsync=settings.fsync_acknowledgements)
@@ -192,7 +218,10 @@ class ObservabilityClient:
         # Inferences this replica acknowledged, for feedback that comes back to it at once.
         self.recent = RecentInferences(capacity=50_000)
         # With a server DSN, readers connect directly; chDB is reached through its owner.
-        self._reader = None if is_embedded(settings.dsn) else ClickHouseStore(settings.dsn)
+        if self._own:
+            self._reader = self._writer.store
+        else:
+            self._reader = None if is_embedded(settings.dsn) else ClickHouseStore(settings.dsn)
 
     async def record(self, rows: list[Row]) -> None:
         """Returns once the rows are durable: await it before acknowledging their request."""
@@ -200,6 +229,12 @@ class ObservabilityClient:
             return
         batch = _batch(rows)
         token = uuid.uuid4().hex
+        if self._own:
+            for table, records in batch:
+                self.recent.add(table, records)
+            # This writer's journal is the outbox: no second copy, no hop.
+            await self._writer.write([(token, batch)])
+            return
         await self._outbox.open()
         if self._adoption is None:
             self._adoption = asyncio.get_running_loop().create_task(self.adopt_orphans())
@@ -288,6 +323,8 @@ class ObservabilityClient:
     async def close(self) -> None:
         await self.drain()
         await self._outbox.close()
+        if self._own:
+            await self._writer.close()
 
     async def flush(self) -> dict[str, Any]:
         """Send what this client holds, then have the writer insert everything."""
@@ -299,5 +336,6 @@ class ObservabilityClient:
 
 
 def observability_client(storage: StorageSettings | None, writer: Any) -> ObservabilityClient | None:
-    """A replica's client to the writer deployment, or None when nothing is stored."""
+    """A replica's client to the writer deployment (or its own writer with a ClickHouse
+    server), or None when nothing is stored."""
     return ObservabilityClient(storage, writer) if storage is not None else None

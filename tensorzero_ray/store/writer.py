@@ -20,6 +20,7 @@ from tensorzero_ray.store.journal import Journal
 from tensorzero_ray.store.outbox import take_orphans
 from tensorzero_ray.store.recent_inferences import RecentInferences
 from tensorzero_ray.store.spool import Spool
+from tensorzero_ray.store.writer_folders import finish_orphans
 
 logger = logging.getLogger(__name__)
 
@@ -42,13 +43,16 @@ class BatchWriter:
         max_buffered_rows: int = 50_000,
         retry_interval_s: float = 1.0,
         outboxes: str | Path | None = None,
+        writer_folders: str | Path | None = None,
     ):
         """`outboxes`: where gateway replicas keep their outboxes; those of dead replicas are
-        adopted."""
+        adopted. `writer_folders`: where writers like this one keep their journals and spools
+        (one writer per replica, with a ClickHouse server); those of dead writers are finished."""
         self.store = store
         self.spool = spool
         self.journal = journal
         self.outboxes = outboxes
+        self.writer_folders = writer_folders
         self.max_rows = max_rows
         self.flush_interval_s = flush_interval_s
         self.max_buffered_rows = max_buffered_rows
@@ -111,7 +115,10 @@ class BatchWriter:
             self.journal.append({"s": recent})
 
     async def adopt_orphans(self) -> int:
-        """Take over the outboxes of gateway replicas that died; returns batches taken."""
+        """Take over the outboxes of gateway replicas that died, and finish the folders of
+        writers that died; returns outbox batches taken."""
+        if self.writer_folders is not None:
+            await finish_orphans(self.writer_folders, self.store, self.max_rows)
         if self.outboxes is None:
             return 0
 
