@@ -3,13 +3,17 @@ wire format: what is sent, what comes back, streaming, errors and timeouts."""
 
 from __future__ import annotations
 
+import asyncio
+import re
+import urllib.parse
+
 import orjson
 import pytest
 from pydantic import TypeAdapter
 
 from tensorzero_ray.config.models import ProviderConfig
 from tensorzero_ray.errors import ProviderError
-from tensorzero_ray.providers import PROVIDERS, CallContext, build_provider
+from tensorzero_ray.providers import PROVIDERS, CallContext, base, build_provider
 from tensorzero_ray.types import ExtraBodyEntry, FinishReason, Text, TextChunk, ToolCall, ToolCallChunk, ToolResult
 from tensorzero_ray.types.model import ModelInferenceRequest, RequestMessage, ToolDefinition, ToolSettings
 
@@ -256,3 +260,41 @@ async def test_azure_puts_deployment_in_url_and_key_in_header(openai_mock):
     assert sent["headers"]["api-key"] == "sk-test"
     assert "model" not in sent["body"]
     assert response.content == [Text(text="Hello from the mock")]
+
+
+async def test_calls_go_through_the_proxy_the_environment_names(openai_mock, monkeypatch):
+    """HTTP_PROXY is honoured as httpx and curl honour it (read once, not per request)."""
+    seen: list[bytes] = []
+
+    async def forward(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        line, _, rest = head.partition(b"\r\n")
+        seen.append(line)
+        method, target, version = line.split(b" ")
+        url = urllib.parse.urlsplit(target.decode())
+        length = int(re.search(rb"(?i)content-length: *(\d+)", rest).group(1))
+        body = await reader.readexactly(length)
+        upstream_reader, upstream_writer = await asyncio.open_connection(url.hostname, url.port)
+        upstream_writer.write(b" ".join([method, url.path.encode(), version]) + b"\r\n" + rest + body)
+        answer = await upstream_reader.readuntil(b"\r\n\r\n")
+        length = int(re.search(rb"(?i)content-length: *(\d+)", answer).group(1))
+        writer.write(answer + await upstream_reader.readexactly(length))
+        await writer.drain()
+        writer.close()
+        upstream_writer.close()
+
+    proxy = await asyncio.start_server(forward, "127.0.0.1", 0)
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.sockets[0].getsockname()[1]}")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    base._environment_proxies.cache_clear()
+    base._proxy_for_host.cache_clear()
+    try:
+        response = await provider(openai_mock).infer(request(), CTX)
+    finally:
+        monkeypatch.undo()
+        base._environment_proxies.cache_clear()
+        base._proxy_for_host.cache_clear()
+        proxy.close()
+    assert response.content == [Text(text="Hello from the mock")]
+    assert seen == [f"POST {openai_mock.url}/v1/chat/completions HTTP/1.1".encode()]

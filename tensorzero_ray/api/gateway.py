@@ -19,6 +19,7 @@ from tensorzero_ray.api.data_routes import add_data_routes
 from tensorzero_ray.api.dicl_routes import add_dicl_routes
 from tensorzero_ray.api.evaluation_routes import add_evaluation_routes
 from tensorzero_ray.api.experiment_routes import add_experiment_routes
+from tensorzero_ray.api.hot_paths import Handler, HotPaths
 from tensorzero_ray.api.http_io import (
     ErrorResponses,
     json_response,
@@ -61,6 +62,9 @@ def create_app(
     app = FastAPI(title="tensorzero-ray gateway", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.shedder = shedder = shedder or LoadShedder()
     errors = ErrorResponses(structured=config.gateway.unstable_error_json)
+    hot: dict[str, Handler] = {}
+    # Added first, so it runs inside admission control.
+    app.add_middleware(HotPaths, handlers=hot, on_error=errors.native)
     app.add_middleware(Admission, shedder=shedder)
     hashed = config_hash(config)
     feedback = FeedbackService(config, observability)
@@ -135,7 +139,9 @@ def create_app(
             return errors.native(exc)
         return sse_response(_prepend(first, events))
 
-    add_openai_routes(app, config, routers, workflows, local_models)
+    hot["/inference"] = inference
+    hot["/feedback"] = post_feedback
+    hot["/openai/v1/chat/completions"] = add_openai_routes(app, config, routers, workflows, local_models)
     add_batch_routes(app, routers, observability, errors)
     add_evaluation_routes(app, config, observability)
     add_experiment_routes(app, config, routers, observability, experiments)

@@ -39,8 +39,9 @@ logger = logging.getLogger(__name__)
 EMBEDDING_PREFIX = "tensorzero::embedding_model_name::"
 
 
-def add_openai_routes(app: FastAPI, config: Config, routers: Routers, workflows, local_models=None) -> None:
-    """`local_models`: Serve handles of the self-hosted (embedding) models, by deployment name."""
+def add_openai_routes(app: FastAPI, config: Config, routers: Routers, workflows, local_models=None):
+    """`local_models`: Serve handles of the self-hosted (embedding) models, by deployment name.
+    Returns the chat completions handler (a hot path)."""
     errors = ErrorResponses(structured=config.gateway.unstable_error_json)
     embeddings = EmbeddingRegistry(
         config.embedding_models,
@@ -112,6 +113,8 @@ def add_openai_routes(app: FastAPI, config: Config, routers: Routers, workflows,
                 "usage": {"prompt_tokens": tokens, "total_tokens": tokens, "tensorzero_cost": result.cost},
             }
         )
+
+    return chat_completions
 
 
 def _encode(vector: list[float], encoding: str) -> list[float] | str:

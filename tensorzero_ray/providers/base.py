@@ -4,11 +4,14 @@ client per provider, credential lookup, and extra_body/extra_headers patches."""
 from __future__ import annotations
 
 import abc
+import functools
+import urllib.parse
+import urllib.request
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
+import aiohttp
 import orjson
 
 from tensorzero_ray.config.credentials import CredentialLocation, resolve_credential
@@ -39,21 +42,29 @@ class Provider(abc.ABC):
         self.name = name
         self.config = config
         self._timeout_s = timeout_s
-        self._client: httpx.AsyncClient | None = None
+        self._session: aiohttp.ClientSession | None = None
 
     @property
-    def client(self) -> httpx.AsyncClient:
-        if self._client is None:
-            self._client = httpx.AsyncClient(
-                timeout=httpx.Timeout(self._timeout_s, connect=min(self._timeout_s, 30.0)),
-                limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200),
+    def session(self) -> aiohttp.ClientSession:
+        """aiohttp, not httpx: a pooled keep-alive call costs a tenth of the CPU
+        (bench/http_client.py). The timeout bounds the wait for each read, as a provider
+        may stream for long."""
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=1000, limit_per_host=0),
+                timeout=aiohttp.ClientTimeout(
+                    total=None, sock_connect=min(self._timeout_s, 30.0), sock_read=self._timeout_s
+                ),
+                # Not `trust_env`: it reads ~/.netrc and the environment on every request;
+                # the proxy settings are read once instead (`proxy_for`).
+                trust_env=False,
             )
-        return self._client
+        return self._session
 
     async def aclose(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
     @abc.abstractmethod
     async def infer(self, request: ModelInferenceRequest, ctx: CallContext) -> ProviderResponse: ...
@@ -107,15 +118,27 @@ class Provider(abc.ABC):
         raw_response = await self.send("POST", url, headers, raw_request, content=raw_request)
         return raw_request, raw_response, self.parse_json(raw_request, raw_response)
 
-    async def send(self, method: str, url: str, headers: dict[str, str], raw_request: str = "", **kwargs) -> str:
-        """The response's text, with secrets scrubbed; `raw_request` is what errors report."""
+    async def send(
+        self,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        raw_request: str = "",
+        *,
+        content: str | bytes | None = None,
+        form: dict[str, str | tuple[str, bytes, str]] | None = None,
+    ) -> str:
+        """The response's text, with secrets scrubbed; `raw_request` is what errors report.
+        `form`: multipart fields, a file as (file name, bytes, content type)."""
+        body = multipart(form) if form is not None else content
         try:
-            response = await self.client.request(method, url, headers=headers, **kwargs)
-        except httpx.HTTPError as exc:
+            async with self.session.request(method, url, headers=headers, data=body, proxy=proxy_for(url)) as response:
+                status, text = response.status, (await response.read()).decode(errors="replace")
+        except (aiohttp.ClientError, TimeoutError) as exc:
             raise self.transport_error(exc, raw_request) from None
-        raw_response = scrub_secrets(response.text, headers)
-        if response.status_code >= 400:
-            raise self.http_error(response.status_code, raw_request, raw_response)
+        raw_response = scrub_secrets(text, headers)
+        if status >= 400:
+            raise self.http_error(status, raw_request, raw_response)
         return raw_response
 
     def parse_json(self, raw_request: str, raw_response: str) -> Any:
@@ -128,8 +151,8 @@ class Provider(abc.ABC):
                 raw_response=raw_response,
             ) from None
 
-    def transport_error(self, exc: httpx.HTTPError, raw_request: str) -> ProviderError:
-        detail = "request timed out" if isinstance(exc, httpx.TimeoutException) else repr(exc)
+    def transport_error(self, exc: Exception, raw_request: str) -> ProviderError:
+        detail = "request timed out" if isinstance(exc, TimeoutError) else repr(exc)
         return self.error(f"Error from {self.provider_type} client: {detail}", raw_request=raw_request)
 
     def http_error(self, status: int, raw_request: str, raw_response: str) -> ProviderError:
@@ -145,12 +168,14 @@ class Provider(abc.ABC):
         """POST, then yield each SSE `data:` payload; the first `anext` raises on HTTP errors."""
         raw_request = ctx.raw_request = orjson.dumps(body).decode()
         try:
-            async with self.client.stream("POST", url, content=raw_request, headers=headers) as response:
-                if response.status_code >= 400:
-                    text = scrub_secrets((await response.aread()).decode(errors="replace"), headers)
-                    raise self.http_error(response.status_code, raw_request, text)
+            async with self.session.post(
+                url, data=raw_request.encode(), headers=headers, proxy=proxy_for(url)
+            ) as response:
+                if response.status >= 400:
+                    text = scrub_secrets((await response.read()).decode(errors="replace"), headers)
+                    raise self.http_error(response.status, raw_request, text)
                 data: list[str] = []
-                async for line in response.aiter_lines():
+                async for line in _lines(response.content):
                     if line.startswith("data:"):
                         data.append(scrub_secrets(line[5:].lstrip(" "), headers))
                     elif not line and data:
@@ -158,8 +183,55 @@ class Provider(abc.ABC):
                         data = []
                 if data:
                     yield "\n".join(data)
-        except httpx.HTTPError as exc:
+        except (aiohttp.ClientError, TimeoutError) as exc:
             raise self.transport_error(exc, raw_request) from None
+
+
+@functools.cache
+def _environment_proxies() -> dict[str, str]:
+    return urllib.request.getproxies_environment()
+
+
+@functools.lru_cache(maxsize=256)
+def _proxy_for_host(scheme: str, host: str) -> str | None:
+    proxies = _environment_proxies()
+    if not proxies or urllib.request.proxy_bypass_environment(host, proxies):
+        return None
+    return proxies.get(scheme) or proxies.get("all")
+
+
+def proxy_for(url: str) -> str | None:
+    """The proxy that HTTP(S)_PROXY, ALL_PROXY and NO_PROXY name for this URL, as httpx and
+    curl read them."""
+    parsed = urllib.parse.urlsplit(url)
+    return _proxy_for_host(parsed.scheme, parsed.hostname or "")
+
+
+async def _lines(body: aiohttp.StreamReader) -> AsyncIterator[str]:
+    """The body's lines, however long (aiohttp's own line reader caps their length)."""
+    pending: list[bytes] = []
+    async for piece in body.iter_any():
+        if b"\n" not in piece:
+            pending.append(piece)
+            continue
+        pending.append(piece)
+        *lines, rest = b"".join(pending).split(b"\n")
+        pending = [rest] if rest else []
+        for line in lines:
+            yield line.rstrip(b"\r").decode(errors="replace")
+    if pending:
+        yield b"".join(pending).rstrip(b"\r").decode(errors="replace")
+
+
+def multipart(fields: dict[str, str | tuple[str, bytes, str]]) -> aiohttp.FormData:
+    form = aiohttp.FormData()
+    for name, value in fields.items():
+        if isinstance(value, tuple):
+            filename, data, content_type = value
+            form.add_field(name, data, filename=filename, content_type=content_type)
+        else:
+            form.add_field(name, value)
+    return form
 
 
 SECRET_HEADERS = frozenset({"authorization", "x-api-key", "api-key", "x-goog-api-key", "proxy-authorization"})

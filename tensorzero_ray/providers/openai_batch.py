@@ -41,8 +41,10 @@ class OpenAIProvider(OpenAIChatCompletions):
             self.api_base() + "/files",
             _without_content_type(headers),
             "batch input file",
-            data={"purpose": "batch"},
-            files={"file": ("tensorzero-batch.jsonl", b"\n".join(lines) + b"\n", "application/jsonl")},
+            form={
+                "purpose": "batch",
+                "file": ("tensorzero-batch.jsonl", b"\n".join(lines) + b"\n", "application/jsonl"),
+            },
         )
         file_id = _field(self.parse_json("batch input file", upload), "id", self, upload)
         create = {"input_file_id": file_id, "endpoint": ENDPOINT, "completion_window": "24h"}
