@@ -199,8 +199,7 @@ class ObservabilityClient:
 
     SEND_ROWS = 2000
     # A sender first waits this long, so that one Serve call to the writer carries what a few
-    # milliseconds of requests acknowledged (the rows are durable in the outbox meanwhile):
-    # the writer's CPU per request fell by a fifth at 200/s (bench/README.md).
+    # milliseconds of requests acknowledged (the rows are durable in the outbox meanwhile).
     SHIP_EVERY_S = 0.025
     RETRY_DELAYS_S = (0.05, 0.1, 0.2, 0.4, 0.8, 1.0)
 
