@@ -243,3 +243,25 @@ async def test_bad_queries_are_4xx(gateway, body, status, fragment):
     r = await gateway.post("/v1/inferences/list_inferences", json=body)
     assert r.status_code == status, r.text
     assert fragment in r.json()["error"]
+
+
+async def test_a_read_by_id_waits_for_an_inference_still_on_its_way(gateway, observability):
+    """Another Gateway replica may still be delivering an inference it acknowledged a moment
+    ago; a read by its id waits for it instead of answering that it does not exist."""
+    from tensorzero_ray.ids import uuid7
+    from tensorzero_ray.store.rows import ChatInferenceRow
+
+    row = ChatInferenceRow(
+        id=uuid7(), function_name="basic_test", variant_name="test", episode_id=uuid7(),
+        input='{"messages":[{"role":"user","content":[{"type":"text","text":"hi"}]}]}',
+        output='[{"type":"text","text":"hello"}]', inference_params="{}", tags={"arrives": "late"},
+    )  # fmt: skip
+
+    async def delivered_later() -> None:
+        await asyncio.sleep(0.3)  # the other replica's delivery, simulated
+        await observability.record([row])
+
+    delivery = asyncio.create_task(delivered_later())
+    found = await gateway.post("/v1/inferences/get_inferences", json={"ids": [str(row.id)]})
+    await delivery
+    assert [i["inference_id"] for i in found.json()["inferences"]] == [str(row.id)]

@@ -198,9 +198,6 @@ class ObservabilityClient:
     If this replica dies first, the writer adopts its outbox."""
 
     SEND_ROWS = 2000
-    # A sender first waits this long, so that one Serve call to the writer carries what a few
-    # milliseconds of requests acknowledged (the rows are durable in the outbox meanwhile).
-    SHIP_EVERY_S = 0.025
     RETRY_DELAYS_S = (0.05, 0.1, 0.2, 0.4, 0.8, 1.0)
 
     def __init__(self, settings: StorageSettings, writer: Any = None):
@@ -250,7 +247,6 @@ class ObservabilityClient:
         await written
 
     async def _ship(self) -> None:
-        await asyncio.sleep(self.SHIP_EVERY_S)
         while self._to_send:
             items, size = [], 0
             while self._to_send and size < self.SEND_ROWS:
