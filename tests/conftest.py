@@ -3,6 +3,7 @@ in-process gateway, and one real Ray cluster with Serve for the whole session.""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -24,6 +25,7 @@ from tensorzero_ray.functions.routers import LocalRouters
 from tensorzero_ray.store.observability import ObservabilityClient, ObservabilityWriter, StorageSettings
 from tensorzero_ray.ui.server import UIServer
 from tests.mocks.anthropic_server import AnthropicMock
+from tests.mocks.google_server import GoogleMock
 from tests.mocks.openai_server import OpenAIMock
 from tests.mocks.server import BackgroundServer, free_port
 
@@ -158,6 +160,41 @@ def anthropic_mock():
     with BackgroundServer(mock.app) as server:
         mock.url = server.url
         yield mock
+
+
+@pytest.fixture(scope="session")
+def google_mock():
+    mock = GoogleMock()
+    with BackgroundServer(mock.app) as server:
+        mock.url = server.url
+        yield mock
+
+
+@pytest.fixture(scope="session")
+def service_account_file(tmp_path_factory, google_mock) -> Path:
+    """A real service-account key whose token endpoint is the mock, which checks its signature."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    google_mock.public_key_pem = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    info = {
+        "type": "service_account",
+        "project_id": "test-project",
+        "private_key_id": "key-1",
+        "private_key": private_pem.decode(),
+        "client_email": "gateway@test-project.iam.gserviceaccount.com",
+        "client_id": "1",
+        "token_uri": f"{google_mock.url}/token",
+    }
+    path = tmp_path_factory.mktemp("gcp") / "service-account.json"
+    path.write_text(json.dumps(info))
+    return path
 
 
 def copy_tracked(source: Path, target: Path) -> None:

@@ -109,7 +109,7 @@ BROKEN = [
     ),
     pytest.param(
         BASE.replace('type = "dummy"', 'type = "aws_bedrock"\nmodel_id = "x"').replace('model_name = "good"\n', ""),
-        "models.m.providers.p.type: provider type `aws_bedrock` is not supported by tensorzero-ray yet",
+        "models.m.providers.p.region: `region` is required",
         id="unsupported-provider",
     ),
     pytest.param(BASE.replace('type = "dummy"', 'type = "openai"') + "", None, id="openai-provider-ok"),

@@ -122,6 +122,78 @@ class AnthropicProviderConfig(ProviderBase):
     provider_tools: list[dict[str, Any]] = Field(default_factory=list)
 
 
+class GoogleAIStudioGeminiProviderConfig(ProviderBase):
+    type: Literal["google_ai_studio_gemini"]
+    model_name: str
+    # Not in TensorZero: a proxy in front of the API, or a test server.
+    api_base: str | None = None
+
+
+class GCPVertexProviderBase(ProviderBase):
+    """A model on Vertex AI by publisher model id, or a deployed endpoint by id."""
+
+    model_id: str | None = None
+    endpoint_id: str | None = None
+    location: str
+    project_id: str
+    credential_location: CredentialLocation | None = None
+    # Not in TensorZero: a private endpoint or a test server in place of `{location}-aiplatform`.
+    api_base: str | None = None
+
+    @field_validator("credential_location")
+    @classmethod
+    def _valid_credentials(cls, value: CredentialLocation | None) -> CredentialLocation | None:
+        return value if value is None else validate_location(value)
+
+    @model_validator(mode="after")
+    def _model_or_endpoint(self) -> "GCPVertexProviderBase":
+        if (self.model_id is None) == (self.endpoint_id is None):
+            raise ValueError("set exactly one of `model_id` or `endpoint_id`")
+        return self
+
+
+class GCPVertexGeminiProviderConfig(GCPVertexProviderBase):
+    type: Literal["gcp_vertex_gemini"]
+
+
+class GCPVertexAnthropicProviderConfig(GCPVertexProviderBase):
+    type: Literal["gcp_vertex_anthropic"]
+    provider_tools: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class AWSProviderBase(ProviderBase):
+    """Region and credentials as TensorZero takes them: `region` is a name, `env::`, `path::`,
+    `dynamic::` or `sdk`; keys are `api_key` (Bedrock's bearer key) or an access key pair."""
+
+    region: str | None = None
+    allow_auto_detect_region: bool = False
+    endpoint_url: str | None = None
+    api_key: CredentialLocation | None = None
+    access_key_id: CredentialLocation | None = None
+    secret_access_key: CredentialLocation | None = None
+    session_token: CredentialLocation | None = None
+
+    @field_validator("api_key", "access_key_id", "secret_access_key", "session_token")
+    @classmethod
+    def _valid_keys(cls, value: CredentialLocation | None) -> CredentialLocation | None:
+        return value if value is None else validate_location(value)
+
+    @model_validator(mode="after")
+    def _one_kind_of_key(self) -> "AWSProviderBase":
+        if (self.access_key_id is None) != (self.secret_access_key is None):
+            raise ValueError("set both `access_key_id` and `secret_access_key`, or neither")
+        if self.session_token is not None and self.access_key_id is None:
+            raise ValueError("`session_token` goes with `access_key_id` and `secret_access_key`")
+        if self.api_key is not None and self.access_key_id is not None:
+            raise ValueError("set `api_key` or an access key pair, not both")
+        return self
+
+
+class AWSBedrockProviderConfig(AWSProviderBase):
+    type: Literal["aws_bedrock"]
+    model_id: str
+
+
 class DummyProviderConfig(ProviderBase):
     type: Literal["dummy"]
     model_name: str
@@ -173,13 +245,7 @@ class UnsupportedProviderConfig(ProviderBase):
     """Provider types TensorZero has and we do not serve yet: parsed so the error names them."""
 
     model_config = ConfigDict(extra="allow")
-    type: Literal[
-        "aws_bedrock",
-        "aws_sagemaker",
-        "gcp_vertex_anthropic",
-        "gcp_vertex_gemini",
-        "google_ai_studio_gemini",
-    ]
+    type: Literal["aws_sagemaker"]
 
 
 ProviderConfig = Annotated[
@@ -189,6 +255,10 @@ ProviderConfig = Annotated[
         SelfHostedOpenAIProviderConfig,
         AzureProviderConfig,
         AnthropicProviderConfig,
+        GoogleAIStudioGeminiProviderConfig,
+        GCPVertexGeminiProviderConfig,
+        GCPVertexAnthropicProviderConfig,
+        AWSBedrockProviderConfig,
         DummyProviderConfig,
         RayServeProviderConfig,
         UnsupportedProviderConfig,
@@ -207,6 +277,7 @@ SHORTHAND_PROVIDER_TYPES = (
     "openrouter",
     "together",
     "xai",
+    "google_ai_studio_gemini",
     "dummy",
 )
 

@@ -20,7 +20,9 @@ from tensorzero_ray.config.functions import (
 )
 from tensorzero_ray.config.gateway import GatewayConfig
 from tensorzero_ray.config.models import (
+    AWSProviderBase,
     EmbeddingModelConfig,
+    GCPVertexProviderBase,
     ModelConfig,
     ProviderTypeConfig,
     RayServeProviderConfig,
@@ -180,6 +182,16 @@ def _model_problems(config: Config) -> list[Problem]:
                     (("models", name, "providers", provider_name, *loc), message)
                     for loc, message in _local_model_problems(provider)
                 ]
+            if isinstance(provider, AWSProviderBase):
+                found += [
+                    (("models", name, "providers", provider_name, *loc), message)
+                    for loc, message in _aws_problems(provider)
+                ]
+            if isinstance(provider, GCPVertexProviderBase):
+                found += [
+                    (("models", name, "providers", provider_name, *loc), message)
+                    for loc, message in _gcp_credential_problems(provider)
+                ]
             if isinstance(provider, UnsupportedProviderConfig):
                 found.append(
                     (
@@ -194,6 +206,34 @@ def _model_problems(config: Config) -> list[Problem]:
                     (("embedding_models", name, "routing", str(index)), f"routing names unknown provider `{provider}`")
                 )
     return found
+
+
+def _aws_problems(provider: AWSProviderBase) -> list[Problem]:
+    from tensorzero_ray.providers.aws_auth import credential_problem, region_problem
+
+    found: list[Problem] = []
+    region = region_problem(provider.region, provider.allow_auto_detect_region)
+    if region is not None:
+        found.append((("region",), region))
+    credentials = credential_problem(provider)
+    if credentials is not None:
+        found.append(((credentials[0],), credentials[1]))
+    return found
+
+
+def _gcp_credential_problems(provider: GCPVertexProviderBase) -> list[Problem]:
+    """Credentials that can be read at start-up must work; the message never shows them."""
+    from tensorzero_ray.providers.gcp_credentials import (
+        DEFAULT_CREDENTIAL_LOCATION,
+        CredentialsProblem,
+        check_credential_location,
+    )
+
+    try:
+        check_credential_location(provider.credential_location or DEFAULT_CREDENTIAL_LOCATION)
+    except CredentialsProblem as exc:
+        return [(("credential_location",), f"unusable credentials: {exc}")]
+    return []
 
 
 def _local_model_problems(provider: RayServeProviderConfig) -> list[Problem]:

@@ -5,8 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from tensorzero_ray.providers.anthropic import AnthropicProvider
+from tensorzero_ray.providers.aws_bedrock import AWSBedrockProvider
 from tensorzero_ray.providers.base import CallContext, Provider
 from tensorzero_ray.providers.dummy import DummyProvider
+from tensorzero_ray.providers.gcp_vertex_anthropic import GCPVertexAnthropicProvider
+from tensorzero_ray.providers.gcp_vertex_gemini import GCPVertexGeminiProvider
+from tensorzero_ray.providers.google_ai_studio_gemini import GoogleAIStudioGeminiProvider
 from tensorzero_ray.providers.openai_batch import OpenAIProvider
 from tensorzero_ray.providers.openai_compatible import (
     AzureProvider,
@@ -29,6 +33,10 @@ PROVIDERS: dict[str, type[Provider]] = {
     for cls in (
         OpenAIProvider,
         AnthropicProvider,
+        AWSBedrockProvider,
+        GoogleAIStudioGeminiProvider,
+        GCPVertexGeminiProvider,
+        GCPVertexAnthropicProvider,
         DummyProvider,
         AzureProvider,
         DeepSeekProvider,

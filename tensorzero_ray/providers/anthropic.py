@@ -72,8 +72,18 @@ def anthropic_usage(usage: dict | None) -> Usage | None:
 class AnthropicProvider(Provider):
     provider_type = "anthropic"
 
-    def url(self) -> str:
+    def url(self, stream: bool) -> str:
         return self.config.api_base or "https://api.anthropic.com/v1/messages"
+
+    @property
+    def model_name(self) -> str:
+        return self.config.model_name
+
+    def model_fields(self) -> dict[str, Any]:
+        return {"model": self.model_name}
+
+    async def request_headers(self, ctx: CallContext) -> dict[str, str]:
+        return self.headers(ctx)
 
     def headers(self, ctx: CallContext) -> dict[str, str]:
         headers = {"content-type": "application/json", "anthropic-version": "2023-06-01"}
@@ -83,17 +93,17 @@ class AnthropicProvider(Provider):
         return headers
 
     def build_body(self, request: ModelInferenceRequest, ctx: CallContext) -> dict[str, Any]:
-        max_tokens = request.max_tokens or default_max_tokens(self.config.model_name)
+        max_tokens = request.max_tokens or default_max_tokens(self.model_name)
         if max_tokens is None:
             raise InvalidRequest(
-                f"Anthropic requires `max_tokens`; set it on the variant for model `{self.config.model_name}`"
+                f"Anthropic requires `max_tokens`; set it on the variant for model `{self.model_name}`"
             )
         if request.reasoning_effort is not None and request.thinking_budget_tokens is not None:
             raise InvalidRequest("Anthropic: `reasoning_effort` and `thinking_budget_tokens` cannot both be set")
         messages = self.messages(request)
         if not messages:
             raise InvalidRequest("Anthropic requires at least one message")
-        body: dict[str, Any] = {"model": self.config.model_name, "messages": messages, "max_tokens": max_tokens}
+        body: dict[str, Any] = {**self.model_fields(), "messages": messages, "max_tokens": max_tokens}
         if request.system is not None:
             body["system"] = [{"type": "text", "text": request.system}]
         for key in ("temperature", "top_p", "stop_sequences"):
@@ -181,8 +191,8 @@ class AnthropicProvider(Provider):
 
     async def infer(self, request: ModelInferenceRequest, ctx: CallContext) -> ProviderResponse:
         body = self.build_body(request, ctx)
-        headers = self.patch_headers(self.headers(ctx), request, ctx)
-        raw_request, raw_response, data = await self.post_json(self.url(), body, headers)
+        headers = self.patch_headers(await self.request_headers(ctx), request, ctx)
+        raw_request, raw_response, data = await self.post_json(self.url(stream=False), body, headers)
         if not isinstance(data, dict) or "content" not in data:
             raise self.error(
                 "Error from anthropic server: response has no content",
@@ -229,12 +239,12 @@ class AnthropicProvider(Provider):
 
     async def stream(self, request: ModelInferenceRequest, ctx: CallContext) -> AsyncIterator[ProviderChunk]:
         body = self.build_body(request.model_copy(update={"stream": True}), ctx)
-        headers = self.patch_headers(self.headers(ctx), request, ctx)
+        headers = self.patch_headers(await self.request_headers(ctx), request, ctx)
         json_tool = request.json_tool
         needs_brace = self.prefills_json(request)
         blocks: dict[int, dict] = {}
         input_tokens: int | None = None
-        async for payload in self.sse_events(self.url(), body, headers, ctx):
+        async for payload in self.sse_events(self.url(stream=True), body, headers, ctx):
             try:
                 event = orjson.loads(payload)
             except orjson.JSONDecodeError:
@@ -299,6 +309,9 @@ class AnthropicProvider(Provider):
             else:
                 continue
             yield chunk
+        yield ProviderChunk(
+            fatal=True, error=f"Error from {self.provider_type} server: the stream ended without `message_stop`"
+        )
 
 
 def _prepend_brace(content: list) -> list:

@@ -13,6 +13,7 @@ from typing import Any
 
 import aiohttp
 import orjson
+import yarl
 
 from tensorzero_ray.config.credentials import CredentialLocation, resolve_credential
 from tensorzero_ray.errors import NotImplementedYet, ProviderError, UnsupportedModelProviderForBatchInference
@@ -121,7 +122,7 @@ class Provider(abc.ABC):
     async def send(
         self,
         method: str,
-        url: str,
+        url: str | yarl.URL,
         headers: dict[str, str],
         raw_request: str = "",
         *,
@@ -132,7 +133,9 @@ class Provider(abc.ABC):
         `form`: multipart fields, a file as (file name, bytes, content type)."""
         body = multipart(form) if form is not None else content
         try:
-            async with self.session.request(method, url, headers=headers, data=body, proxy=proxy_for(url)) as response:
+            async with self.session.request(
+                method, url, headers=headers, data=body, proxy=proxy_for(str(url))
+            ) as response:
                 status, text = response.status, (await response.read()).decode(errors="replace")
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise self.transport_error(exc, raw_request) from None

@@ -253,6 +253,7 @@ class OpenAIChatCompletions(Provider):
         headers = self.patch_headers(self.headers(ctx), request, ctx)
         json_tool = request.json_tool
         tool_ids: dict[int, str] = {}
+        finished = False
         async for payload in self.sse_events(self.url(ctx), body, headers, ctx):
             if payload.strip() == "[DONE]":
                 return
@@ -291,8 +292,14 @@ class OpenAIChatCompletions(Provider):
                         ToolCallChunk(id=tool_ids.get(index, str(index)), raw_name=name, raw_arguments=arguments)
                     )
                 if choice.get("finish_reason"):
+                    finished = True
                     chunk.finish_reason = FinishReason.STOP if json_tool else finish_reason(choice["finish_reason"])
             yield chunk
+        # Servers that omit `[DONE]` still send a finish reason; a stream with neither was cut.
+        if not finished:
+            yield ProviderChunk(
+                fatal=True, error=f"Error from {self.provider_type} server: the stream ended without `[DONE]`"
+            )
 
 
 def _tool(tool: ToolDefinition) -> dict[str, Any]:
