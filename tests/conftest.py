@@ -9,6 +9,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -30,6 +31,8 @@ from tests.mocks.openai_server import OpenAIMock
 from tests.mocks.server import BackgroundServer, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
+# Provider health files (load balancing, circuit breakers) of this session, not the machine's.
+os.environ.setdefault("TENSORZERO_RAY_STATE_DIR", tempfile.mkdtemp(prefix="tzray-state-"))
 CONFIG_DIR = Path(__file__).parent / "config"
 
 PROVIDERS_TOML = """

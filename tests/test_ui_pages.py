@@ -236,6 +236,17 @@ async def test_models_page_counts_failed_provider_calls(gateway, observability):
     assert "Error rate" in html and "100.0%" in html
 
 
+async def test_models_page_shows_provider_health(gateway):
+    for _ in range(3):
+        response = await gateway.post(
+            "/inference", json={"model_name": "balanced", "input": {"messages": [{"role": "user", "content": "Hi"}]}}
+        )
+        assert response.status_code == 200, response.text
+    html = await ok(await gateway.get("/ui/observability/models"))
+    section = html[html.index("Provider health") :]
+    assert "balanced" in section and "weighted" in section and "closed" in section
+
+
 @pytest.mark.parametrize(
     "path",
     [

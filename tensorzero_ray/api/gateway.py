@@ -37,6 +37,7 @@ from tensorzero_ray.errors import InvalidRequest, RouteNotFound, TensorZeroError
 from tensorzero_ray.evaluations.workflow import WorkflowEpisodeRequest, WorkflowEvaluations, WorkflowRunRequest
 from tensorzero_ray.feedback import FeedbackService
 from tensorzero_ray.functions.routers import Routers
+from tensorzero_ray.inference.provider_health import health_report
 from tensorzero_ray.store.observability import ObservabilityClient
 from tensorzero_ray.types.feedback import FeedbackRequest
 from tensorzero_ray.ui.security import MAX_UI_BODY_BYTES
@@ -84,7 +85,12 @@ def create_app(
 
     @app.get("/status")
     async def status() -> Response:
-        return json_response({"status": "ok", "version": __version__, "config_hash": hashed})
+        body: dict = {"status": "ok", "version": __version__, "config_hash": hashed}
+        # Not in TensorZero: provider health of the models that balance or break circuits.
+        health = health_report(config.models)
+        if health:
+            body["models"] = health
+        return json_response(body)
 
     @app.get("/health")
     async def health() -> Response:

@@ -282,12 +282,55 @@ SHORTHAND_PROVIDER_TYPES = (
 )
 
 
+class LoadBalancingConfig(Strict):
+    """Not in TensorZero: how a model spreads requests over its providers. `ordered` is
+    TensorZero's `routing` order; `weighted` draws the first provider by `weights` (1 where
+    unnamed); `latency` draws it in inverse proportion to each provider's recent latency. The
+    providers not drawn stay the fallbacks, in the same drawn order."""
+
+    strategy: Literal["ordered", "weighted", "latency"] = "ordered"
+    weights: dict[str, float] = Field(default_factory=dict)
+    # Weight of the newest call in the latency average (an exponential moving average).
+    latency_smoothing: float = Field(default=0.2, gt=0, le=1)
+
+    @field_validator("weights")
+    @classmethod
+    def _non_negative(cls, value: dict[str, float]) -> dict[str, float]:
+        negative = [name for name, weight in value.items() if weight < 0]
+        if negative:
+            raise ValueError(f"weights must not be negative: {', '.join(negative)}")
+        return value
+
+
+class CircuitBreakerConfig(Strict):
+    """Not in TensorZero: after `failure_threshold` failed calls in a row a provider is left
+    out for `open_s` seconds; then one request probes it, and its success lets traffic back."""
+
+    failure_threshold: int = Field(default=5, ge=1)
+    open_s: float = Field(default=30.0, gt=0)
+    # How long a probe holds the half-open slot before another request may probe instead.
+    probe_timeout_s: float = Field(default=30.0, gt=0)
+
+
 class ModelConfig(Strict):
     routing: list[str] = Field(min_length=1)
     providers: dict[str, ProviderConfig]
     timeouts: Timeouts = Field(default_factory=Timeouts)
     skip_relay: bool = False
     namespace: str | None = None
+    load_balancing: LoadBalancingConfig = Field(default_factory=LoadBalancingConfig)
+    circuit_breaker: CircuitBreakerConfig | None = None
+
+    @model_validator(mode="after")
+    def _weights_name_providers(self) -> "ModelConfig":
+        unknown = sorted(set(self.load_balancing.weights) - set(self.routing))
+        if unknown:
+            raise ValueError(f"`load_balancing.weights` names providers not in `routing`: {', '.join(unknown)}")
+        return self
+
+    @property
+    def tracks_health(self) -> bool:
+        return self.load_balancing.strategy != "ordered" or self.circuit_breaker is not None
 
 
 class EmbeddingProviderConfig(Strict):

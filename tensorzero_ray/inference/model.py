@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +29,7 @@ from tensorzero_ray.errors import (
     UnservableInput,
 )
 from tensorzero_ray.ids import uuid7
+from tensorzero_ray.inference.provider_health import ProviderHealth
 from tensorzero_ray.providers import CallContext, Provider, build_provider
 from tensorzero_ray.providers.base import lookup_pointer
 from tensorzero_ray.types import ExtraBodyEntry, ExtraHeaderEntry, Usage
@@ -106,10 +107,37 @@ class Model:
                 handle = (local_models or {}).get(local_deployment_name(name, provider_name, provider_config))
             provider = build_provider(provider_name, provider_config, timeout_s=outbound_timeout_s, local_handle=handle)
             self.providers.append((provider_name, provider))
+        self.health = ProviderHealth(name, config) if config.tracks_health else None
 
     async def aclose(self) -> None:
         for _, provider in self.providers:
             await provider.aclose()
+        if self.health is not None:
+            self.health.close()
+            self.health = None
+
+    def _attempts(self, errors: dict[str, TensorZeroError]) -> Iterator[tuple[int, str, Provider]]:
+        """The providers to try for one request, in order, less those with an open circuit."""
+        health = self.health
+        for index in health.order() if health is not None else range(len(self.providers)):
+            name, provider = self.providers[index]
+            if health is not None and not health.allows(index):
+                errors[name] = ProviderError(
+                    f"Model provider {name} is left out after repeated failures "
+                    f"(circuit open; next probe in {health.retry_in_s(index):.1f} s)",
+                    provider_type=provider.provider_type,
+                    status_code=503,
+                )
+                continue
+            yield index, name, provider
+
+    def _outcome(self, index: int, started: float, error: TensorZeroError | None = None) -> None:
+        if self.health is None:
+            return
+        if error is None:
+            self.health.succeeded(index, (time.monotonic() - started) * 1000)
+        elif _provider_fault(error):
+            self.health.failed(index)
 
     async def infer(
         self, request: ModelInferenceRequest, extras: RequestExtras, variant: str | None = None
@@ -122,7 +150,7 @@ class Model:
 
     async def _infer_in_order(self, request, extras, variant) -> ModelInferenceResult:
         errors: dict[str, TensorZeroError] = {}
-        for provider_name, provider in self.providers:
+        for index, provider_name, provider in self._attempts(errors):
             ctx = extras.context(variant, self.name, provider_name)
             started = time.monotonic()
             hit = await extras.cache.lookup(self.name, provider_name, request) if extras.cache is not None else None
@@ -135,10 +163,13 @@ class Model:
                 errors[provider_name] = ProviderError(
                     f"Model provider {provider_name} timed out", provider_type=provider.provider_type, status_code=408
                 )
+                self._outcome(index, started, errors[provider_name])
                 continue
             except TensorZeroError as exc:
                 errors[provider_name] = exc
+                self._outcome(index, started, exc)
                 continue
+            self._outcome(index, started)
             elapsed = int((time.monotonic() - started) * 1000)
             usage = response.usage.model_copy()
             usage.cost = compute_cost(provider.config.cost, [_json_or_none(response.raw_response)], False)
@@ -192,7 +223,7 @@ class Model:
 
     async def _stream_in_order(self, request, extras, variant) -> "ModelStream":
         errors: dict[str, TensorZeroError] = {}
-        for provider_name, provider in self.providers:
+        for index, provider_name, provider in self._attempts(errors):
             ctx = extras.context(variant, self.name, provider_name)
             started = time.monotonic()
             hit = await extras.cache.lookup(self.name, provider_name, request) if extras.cache is not None else None
@@ -214,21 +245,27 @@ class Model:
                     provider_type=provider.provider_type,
                     status_code=408,
                 )
+                self._outcome(index, started, errors[provider_name])
                 continue
             except StopAsyncIteration:
                 errors[provider_name] = ProviderError(
                     f"Model provider {provider_name} ended the stream without a chunk",
                     provider_type=provider.provider_type,
                 )
+                self._outcome(index, started, errors[provider_name])
                 continue
             except TensorZeroError as exc:
                 await _close(iterator)
                 errors[provider_name] = exc
+                self._outcome(index, started, exc)
                 continue
             if first.error is not None:
                 await _close(iterator)
                 errors[provider_name] = ProviderError(first.error, provider_type=provider.provider_type)
+                self._outcome(index, started, errors[provider_name])
                 continue
+            # Time to the first chunk is the latency a stream is balanced by.
+            self._outcome(index, started)
             deadline = _min_deadline(started, self.config.timeouts, provider.config.timeouts)
             stream = ModelStream(self, provider_name, provider, request, ctx, first, iterator, started, deadline)
             stream.failed_providers = {name: error.message for name, error in errors.items()}
@@ -402,6 +439,14 @@ def _json_or_none(text: str) -> Any:
         return orjson.loads(text)
     except (orjson.JSONDecodeError, TypeError):
         return None
+
+
+def _provider_fault(error: TensorZeroError) -> bool:
+    """Whether a failure speaks of the provider (down, overloaded, refusing our credentials)
+    rather than of the request: only these count towards opening its circuit."""
+    if not isinstance(error, ProviderError):
+        return False
+    return error.status_code >= 500 or error.status_code in (401, 403, 408, 429)
 
 
 def for_provider(request: ModelInferenceRequest, provider: Provider) -> ModelInferenceRequest:

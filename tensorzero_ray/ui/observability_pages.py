@@ -12,6 +12,7 @@ from tensorzero_ray.config.functions import JsonFunctionConfig
 from tensorzero_ray.config.variants import ChatCompletionVariantConfig
 from tensorzero_ray.errors import InvalidRequest, NotFound, TensorZeroError
 from tensorzero_ray.experimentation.sampling import build_sampler
+from tensorzero_ray.inference.provider_health import health_report
 from tensorzero_ray.types.datasets import FromInferenceIds
 from tensorzero_ray.types.feedback import FeedbackRequest
 from tensorzero_ray.types.replay import ReplayRequest
@@ -386,7 +387,7 @@ def add_routes(app: FastAPI, state: UIState) -> None:
             )
             for key, (title, y_label) in charts.items()
         }
-        return pages.render("models.html", rows=rows, **drawn)
+        return pages.render("models.html", rows=rows, health=health_report(config.models), **drawn)
 
 
 # Token counts are not variants: their own colours, none of the variants'.
