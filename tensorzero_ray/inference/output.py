@@ -10,6 +10,7 @@ import orjson
 from tensorzero_ray.inference.schemas import SchemaValidator
 from tensorzero_ray.types import (
     JsonOutput,
+    SummaryText,
     Text,
     TextChunk,
     Thought,
@@ -68,11 +69,19 @@ class ChunkAggregator:
                 block["raw_arguments"] += chunk.raw_arguments
         elif isinstance(chunk, ThoughtChunk):
             if block is None:
-                block = self._blocks[key] = {"text": None, "signature": None, "provider_type": chunk.provider_type}
+                block = self._blocks[key] = {
+                    "text": None,
+                    "signature": None,
+                    "provider_type": chunk.provider_type,
+                    "summary": {},
+                }
             if chunk.text is not None:
                 block["text"] = (block["text"] or "") + chunk.text
             if chunk.signature is not None:
                 block["signature"] = (block["signature"] or "") + chunk.signature
+            if chunk.summary_text is not None:
+                summary_id = chunk.summary_id or "0"
+                block["summary"][summary_id] = block["summary"].get(summary_id, "") + chunk.summary_text
         elif isinstance(chunk, UnknownChunk):
             self._blocks[key] = {
                 "data": chunk.data,
@@ -88,8 +97,14 @@ class ChunkAggregator:
             elif kind == "tool_call":
                 out.append(ToolCallOutput(id=chunk_id, **value))
             elif kind == "thought":
+                summary = [SummaryText(text=text) for text in value["summary"].values()] or None
                 out.append(
-                    Thought(text=value["text"], signature=value["signature"], provider_type=value["provider_type"])
+                    Thought(
+                        text=value["text"],
+                        signature=value["signature"],
+                        summary=summary,
+                        provider_type=value["provider_type"],
+                    )
                 )
             else:
                 out.append(Unknown(**value))

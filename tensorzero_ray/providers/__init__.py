@@ -26,6 +26,7 @@ from tensorzero_ray.providers.openai_compatible import (
     VLLMProvider,
     XAIProvider,
 )
+from tensorzero_ray.providers.openai_responses import OpenAIResponsesProvider
 from tensorzero_ray.providers.ray_serve import RayServeProvider
 
 PROVIDERS: dict[str, type[Provider]] = {
@@ -63,6 +64,8 @@ def build_provider(name: str, config: Any, *, timeout_s: float, local_handle: An
         raise ValueError(f"provider type `{config.type}` is not supported") from None
     if cls is RayServeProvider:
         return RayServeProvider(name, config, timeout_s=timeout_s, handle=local_handle)
+    if config.type == "openai" and getattr(config, "api_type", None) == "responses":
+        return OpenAIResponsesProvider(name, config, timeout_s=timeout_s)
     return cls(name, config, timeout_s=timeout_s)
 
 

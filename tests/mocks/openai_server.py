@@ -37,6 +37,7 @@ class OpenAIMock:
         self.app = Starlette(
             routes=[
                 Route("/v1/chat/completions", self.chat, methods=["POST"]),
+                Route("/v1/responses", self.responses, methods=["POST"]),
                 Route("/openai/deployments/{deployment}/chat/completions", self.chat, methods=["POST"]),
                 Route("/v1/embeddings", self.embeddings, methods=["POST"]),
                 Route("/openai/deployments/{deployment}/embeddings", self.embeddings, methods=["POST"]),
@@ -274,6 +275,118 @@ class OpenAIMock:
         if body.get("stream"):
             return StreamingResponse(self._stream(model, body), media_type="text/event-stream")
         return JSONResponse(self._completion(model, body))
+
+    async def responses(self, request: Request) -> Response:
+        """OpenAI's Responses API: output items, and typed SSE events when streaming."""
+        body = await request.json()
+        self.requests.append({"path": request.url.path, "headers": dict(request.headers), "body": body})
+        if request.headers.get("authorization") != f"Bearer {self.api_key}":
+            return JSONResponse(
+                {"error": {"message": "Incorrect API key provided", "type": "invalid_request_error"}}, 401
+            )
+        model = body["model"]
+        if model.endswith("-500"):
+            return JSONResponse({"error": {"message": "The server had an error", "type": "server_error"}}, 500)
+        if not isinstance(body.get("input"), list) or not body["input"]:
+            return JSONResponse(
+                {"error": {"message": "Missing required parameter: 'input'.", "type": "invalid_request_error"}}, 400
+            )
+        output: list[dict[str, Any]] = []
+        if any(t.get("type") == "web_search" for t in body.get("tools") or []):
+            output.append({"type": "web_search_call", "id": "ws_1", "status": "completed"})
+        if "reasoning" in model:
+            reasoning: dict[str, Any] = {
+                "type": "reasoning",
+                "id": "rs_1",
+                "summary": [{"type": "summary_text", "text": "Thinking it over"}],
+            }
+            if "reasoning.encrypted_content" in (body.get("include") or []):
+                reasoning["encrypted_content"] = "gAAAA-encrypted"
+            output.append(reasoning)
+        if "tool" in model:
+            output.append(
+                {
+                    "type": "function_call",
+                    "id": "fc_1",
+                    "call_id": "call_1",
+                    "name": "get_weather",
+                    "arguments": '{"city":"Tokyo"}',
+                    "status": "completed",
+                }
+            )
+        else:
+            text = '{"answer":"42"}' if "json" in model else TEXT
+            output.append(
+                {
+                    "type": "message",
+                    "id": "msg_1",
+                    "role": "assistant",
+                    "status": "completed",
+                    "content": [{"type": "output_text", "text": text, "annotations": []}],
+                }
+            )
+        response = {
+            "id": "resp_1",
+            "object": "response",
+            "model": model,
+            "status": "incomplete" if "incomplete" in model else "completed",
+            "incomplete_details": {"reason": "max_output_tokens"} if "incomplete" in model else None,
+            "output": output,
+            "usage": {
+                "input_tokens": 11,
+                "input_tokens_details": {"cached_tokens": 2},
+                "output_tokens": 7,
+                "output_tokens_details": {"reasoning_tokens": 3},
+                "total_tokens": 18,
+            },
+        }
+        if body.get("stream"):
+            return StreamingResponse(self._response_events(response), media_type="text/event-stream")
+        return JSONResponse(response)
+
+    async def _response_events(self, response: dict):
+        def event(kind: str, **fields) -> str:
+            return f"event: {kind}\ndata: {json.dumps({'type': kind, **fields})}\n\n"
+
+        yield event("response.created", response={**response, "status": "in_progress", "output": []})
+        for index, item in enumerate(response["output"]):
+            if item["type"] == "message":
+                yield event("response.output_item.added", output_index=index, item={**item, "content": []})
+                for piece in (
+                    ("Hello", " from", " the", " mock")
+                    if item["content"][0]["text"] == TEXT
+                    else (item["content"][0]["text"],)
+                ):
+                    yield event(
+                        "response.output_text.delta",
+                        item_id=item["id"],
+                        output_index=index,
+                        content_index=0,
+                        delta=piece,
+                    )
+            elif item["type"] == "function_call":
+                yield event("response.output_item.added", output_index=index, item={**item, "arguments": ""})
+                for piece in ('{"city":', '"Tokyo"}'):
+                    yield event(
+                        "response.function_call_arguments.delta", item_id=item["id"], output_index=index, delta=piece
+                    )
+            elif item["type"] == "reasoning":
+                yield event("response.output_item.added", output_index=index, item={**item, "summary": []})
+                for piece in ("Thinking", " it over"):
+                    yield event(
+                        "response.reasoning_summary_text.delta",
+                        item_id=item["id"],
+                        output_index=index,
+                        summary_index=0,
+                        delta=piece,
+                    )
+            else:
+                yield event("response.output_item.added", output_index=index, item=item)
+            yield event("response.output_item.done", output_index=index, item=item)
+        if "cut" not in response["model"]:
+            yield event(
+                "response.incomplete" if response["status"] == "incomplete" else "response.completed", response=response
+            )
 
     def _completion(self, model: str, body: dict) -> dict:
         message: dict[str, Any] = {"role": "assistant", "content": TEXT}
