@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 
 from tensorzero_ray.errors import InvalidRequest
-from tensorzero_ray.providers.base import CallContext, Provider
+from tensorzero_ray.providers.base import CallContext, Provider, respond_tool_as_text
 from tensorzero_ray.providers.openai import RESPOND_TOOL_DESCRIPTION
 from tensorzero_ray.types import (
     File,
@@ -226,7 +226,7 @@ class AnthropicProvider(Provider):
         if self.prefills_json(request):
             content = _prepend_brace(content)
         elif request.json_tool:
-            content = [Text(text=b.raw_arguments) for b in content if isinstance(b, ToolCallOutput)][:1] or content
+            content = respond_tool_as_text(content)
             finish = FinishReason.STOP
         return ProviderResponse(
             content=content,

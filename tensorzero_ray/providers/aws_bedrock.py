@@ -14,7 +14,7 @@ from botocore.eventstream import EventStreamBuffer, ParserError
 
 from tensorzero_ray.errors import InvalidRequest
 from tensorzero_ray.providers.aws_auth import AWSAuth
-from tensorzero_ray.providers.base import CallContext, Provider, proxy_for, scrub_secrets
+from tensorzero_ray.providers.base import CallContext, Provider, proxy_for, respond_tool_as_text, scrub_secrets
 from tensorzero_ray.providers.openai import RESPOND_TOOL_DESCRIPTION
 from tensorzero_ray.types import (
     File,
@@ -226,7 +226,7 @@ class AWSBedrockProvider(Provider):
                 content.append(Unknown(data=block))
         finish = _FINISH.get(data.get("stopReason"), FinishReason.UNKNOWN) if data.get("stopReason") else None
         if self.answers_through_respond(request):
-            content = [Text(text=b.raw_arguments) for b in content if isinstance(b, ToolCallOutput)][:1] or content
+            content = respond_tool_as_text(content)
             finish = FinishReason.STOP
         return ProviderResponse(
             content=content,

@@ -18,7 +18,7 @@ import yarl
 from tensorzero_ray.config.credentials import CredentialLocation, resolve_credential
 from tensorzero_ray.errors import NotImplementedYet, ProviderError, UnsupportedModelProviderForBatchInference
 from tensorzero_ray.providers.batch import BatchPoll, BatchStart
-from tensorzero_ray.types import ExtraBodyEntry, ExtraHeaderEntry
+from tensorzero_ray.types import ExtraBodyEntry, ExtraHeaderEntry, Text, ToolCallOutput
 from tensorzero_ray.types.model import ModelInferenceRequest, ProviderChunk, ProviderResponse
 
 
@@ -256,6 +256,15 @@ def scrub_secrets(text: str, headers: dict[str, str]) -> str:
         if len(secret) >= 8 and secret in text:
             text = text.replace(secret, REDACTED)
     return text
+
+
+def respond_tool_as_text(content: list) -> list:
+    """A forced `respond` tool call (JSON functions, json_mode = "tool") is the JSON output:
+    its arguments become the text."""
+    for block in content:
+        if isinstance(block, ToolCallOutput):
+            return [Text(text=block.raw_arguments)]
+    return content
 
 
 def apply_pointer(body: dict[str, Any], pointer: str, value: Any, *, delete: bool = False) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 
 from tensorzero_ray.ids import uuid7
-from tensorzero_ray.providers.base import CallContext, Provider
+from tensorzero_ray.providers.base import CallContext, Provider, respond_tool_as_text
 from tensorzero_ray.providers.openai import RESPOND_TOOL_DESCRIPTION
 from tensorzero_ray.types import (
     File,
@@ -209,7 +209,7 @@ class GeminiProvider(Provider):
         calls = any(isinstance(b, ToolCallOutput) for b in content)
         finish = _finish(candidate.get("finishReason"), calls)
         if request.json_tool:
-            content = [Text(text=b.raw_arguments) for b in content if isinstance(b, ToolCallOutput)][:1] or content
+            content = respond_tool_as_text(content)
             finish = FinishReason.STOP
         return ProviderResponse(
             content=content,

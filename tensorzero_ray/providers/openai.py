@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from tensorzero_ray.providers.base import CallContext, Provider, apply_pointer
+from tensorzero_ray.providers.base import CallContext, Provider, apply_pointer, respond_tool_as_text
 from tensorzero_ray.types import (
     File,
     FinishReason,
@@ -238,7 +238,7 @@ class OpenAIChatCompletions(Provider):
             content.append(ToolCallOutput(id=call.get("id", ""), raw_name=name, raw_arguments=arguments))
         json_tool = request.json_tool
         if json_tool:
-            content = _tool_call_as_text(content)
+            content = respond_tool_as_text(content)
         return ProviderResponse(
             content=content,
             usage=openai_usage(data.get("usage")) or Usage(),
@@ -327,14 +327,6 @@ def _called(call: dict[str, Any]) -> tuple[str, str]:
         return custom.get("name") or "", custom.get("input") or ""
     function = call.get("function") or {}
     return function.get("name") or "", function.get("arguments") or ""
-
-
-def _tool_call_as_text(content: list) -> list:
-    """json_mode = "tool": the `respond` tool's arguments are the JSON output."""
-    for block in content:
-        if isinstance(block, ToolCallOutput):
-            return [Text(text=block.raw_arguments)]
-    return content
 
 
 def _mention_json(body: dict[str, Any]) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from tensorzero_ray.providers.base import CallContext
+from tensorzero_ray.providers.base import CallContext, respond_tool_as_text
 from tensorzero_ray.providers.openai import RESPOND_TOOL_DESCRIPTION, OpenAIChatCompletions
 from tensorzero_ray.types import (
     File,
@@ -164,7 +164,7 @@ class OpenAIResponsesProvider(OpenAIChatCompletions):
             content += _blocks(item)
         finish = _finish(data, any(isinstance(b, ToolCallOutput) for b in content))
         if request.json_tool:
-            content = [Text(text=b.raw_arguments) for b in content if isinstance(b, ToolCallOutput)][:1] or content
+            content = respond_tool_as_text(content)
             finish = FinishReason.STOP
         return ProviderResponse(
             content=content,
