@@ -260,6 +260,16 @@ async def test_include_raw_response_and_usage(gateway):
     assert body["raw_usage"][0]["data"]["prompt_tokens"] == 12
 
 
+async def test_streams_report_the_providers_own_usage(gateway):
+    r = await infer(gateway, function_name="openai_chat", input=PLAIN, stream=True, include_raw_usage=True)
+    final = events(r.text)[-1]
+    assert final["raw_usage"][0]["provider_type"] == "openai"
+    assert final["raw_usage"][0]["data"]["prompt_tokens"] == final["usage"]["input_tokens"]
+    r = await infer(gateway, function_name="anthropic_chat", input=PLAIN, stream=True, include_raw_usage=True)
+    data = events(r.text)[-1]["raw_usage"][0]["data"]
+    assert (data["input_tokens"], data["output_tokens"]) == (20, 4), "message_start's input and the final output"
+
+
 async def test_status_and_health(gateway):
     status = (await gateway.get("/status")).json()
     assert status["status"] == "ok" and len(status["config_hash"]) == 64

@@ -489,7 +489,7 @@ class FunctionRouter:
         fields.update({"raw": ""} if final_model is JsonChunk else {"content": []})
         if request.include_raw_usage:
             fields["raw_usage"] = [
-                RawUsageEntry(model_inference_id=result.id, provider_type=result.provider_type, data=None)
+                RawUsageEntry(model_inference_id=result.id, provider_type=result.provider_type, data=result.raw_usage)
             ]
         if request.include_aggregated_response:
             output = self._shape_output(plan, aggregator.blocks())

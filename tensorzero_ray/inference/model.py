@@ -302,6 +302,9 @@ class ModelStream:
         self.ttft_ms = int((time.monotonic() - started) * 1000)
         self.raw_chunks: list[str] = []
         self.usage = Usage()
+        # The provider's own usage objects as streamed (`include_raw_usage`), merged: some
+        # providers send input tokens first and output tokens at the end.
+        self.raw_usage: Any = None
         self.finish_reason = None
         self.failed_providers: dict[str, str] = {}
         # Model inferences the variant made before this stream (a mixture's candidates): stored
@@ -363,6 +366,11 @@ class ModelStream:
                 provider_cache_read_input_tokens=chunk.usage.provider_cache_read_input_tokens,
                 provider_cache_write_input_tokens=chunk.usage.provider_cache_write_input_tokens,
             )
+        if chunk.raw_usage is not None:
+            if isinstance(self.raw_usage, dict) and isinstance(chunk.raw_usage, dict):
+                self.raw_usage = {**self.raw_usage, **chunk.raw_usage}
+            else:
+                self.raw_usage = chunk.raw_usage
         if chunk.finish_reason is not None:
             self.finish_reason = chunk.finish_reason
         return chunk
@@ -383,6 +391,7 @@ class ModelStream:
             finish_reason=self.finish_reason,
             raw_request=self.ctx.raw_request,
             raw_response="\n".join(self.raw_chunks),
+            raw_usage=self.raw_usage,
             system=self.request.system,
             input_messages=self.request.messages,
             response_time_ms=int((time.monotonic() - self._started) * 1000),

@@ -244,6 +244,7 @@ class AnthropicProvider(Provider):
         needs_brace = self.prefills_json(request)
         blocks: dict[int, dict] = {}
         input_tokens: int | None = None
+        start_usage: dict = {}
         async for payload in self.sse_events(self.url(stream=True), body, headers, ctx):
             try:
                 event = orjson.loads(payload)
@@ -253,7 +254,8 @@ class AnthropicProvider(Provider):
             kind = event.get("type")
             chunk = ProviderChunk(raw_chunk=payload)
             if kind == "message_start":
-                usage = anthropic_usage((event.get("message") or {}).get("usage"))
+                start_usage = (event.get("message") or {}).get("usage") or {}
+                usage = anthropic_usage(start_usage)
                 input_tokens = usage.input_tokens if usage else None
                 continue
             if kind == "error":
@@ -300,7 +302,7 @@ class AnthropicProvider(Provider):
             elif kind == "message_delta":
                 usage = event.get("usage") or {}
                 chunk.usage = Usage(input_tokens=input_tokens, output_tokens=usage.get("output_tokens"))
-                chunk.raw_usage = usage
+                chunk.raw_usage = {**start_usage, **usage}
                 reason = (event.get("delta") or {}).get("stop_reason")
                 if reason:
                     chunk.finish_reason = FinishReason.STOP if json_tool else _FINISH.get(reason, FinishReason.UNKNOWN)
