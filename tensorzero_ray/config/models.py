@@ -194,6 +194,13 @@ class AWSBedrockProviderConfig(AWSProviderBase):
     model_id: str
 
 
+class AWSSageMakerProviderConfig(AWSProviderBase):
+    type: Literal["aws_sagemaker"]
+    endpoint_name: str
+    model_name: str
+    hosted_provider: Literal["openai", "tgi"]
+
+
 class DummyProviderConfig(ProviderBase):
     type: Literal["dummy"]
     model_name: str
@@ -241,13 +248,6 @@ def local_deployment_name(model_key: str, provider_key: str, config: RayServePro
     return "LocalModel-" + re.sub(r"[^A-Za-z0-9_-]", "_", f"{model_key}-{provider_key}")
 
 
-class UnsupportedProviderConfig(ProviderBase):
-    """Provider types TensorZero has and we do not serve yet: parsed so the error names them."""
-
-    model_config = ConfigDict(extra="allow")
-    type: Literal["aws_sagemaker"]
-
-
 ProviderConfig = Annotated[
     Union[
         OpenAIProviderConfig,
@@ -259,9 +259,9 @@ ProviderConfig = Annotated[
         GCPVertexGeminiProviderConfig,
         GCPVertexAnthropicProviderConfig,
         AWSBedrockProviderConfig,
+        AWSSageMakerProviderConfig,
         DummyProviderConfig,
         RayServeProviderConfig,
-        UnsupportedProviderConfig,
     ],
     Field(discriminator="type"),
 ]

@@ -26,7 +26,6 @@ from tensorzero_ray.config.models import (
     ModelConfig,
     ProviderTypeConfig,
     RayServeProviderConfig,
-    UnsupportedProviderConfig,
     parse_shorthand,
 )
 from tensorzero_ray.config.variants import (
@@ -192,13 +191,6 @@ def _model_problems(config: Config) -> list[Problem]:
                     (("models", name, "providers", provider_name, *loc), message)
                     for loc, message in _gcp_credential_problems(provider)
                 ]
-            if isinstance(provider, UnsupportedProviderConfig):
-                found.append(
-                    (
-                        ("models", name, "providers", provider_name, "type"),
-                        f"provider type `{provider.type}` is not supported by tensorzero-ray yet",
-                    )
-                )
     for name, model in config.embedding_models.items():
         for index, provider in enumerate(model.routing):
             if provider not in model.providers:

@@ -6,6 +6,7 @@ from typing import Any
 
 from tensorzero_ray.providers.anthropic import AnthropicProvider
 from tensorzero_ray.providers.aws_bedrock import AWSBedrockProvider
+from tensorzero_ray.providers.aws_sagemaker import AWSSageMakerProvider
 from tensorzero_ray.providers.base import CallContext, Provider
 from tensorzero_ray.providers.dummy import DummyProvider
 from tensorzero_ray.providers.gcp_vertex_anthropic import GCPVertexAnthropicProvider
@@ -35,6 +36,7 @@ PROVIDERS: dict[str, type[Provider]] = {
         OpenAIProvider,
         AnthropicProvider,
         AWSBedrockProvider,
+        AWSSageMakerProvider,
         GoogleAIStudioGeminiProvider,
         GCPVertexGeminiProvider,
         GCPVertexAnthropicProvider,

@@ -7,14 +7,13 @@ import urllib.parse
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
 import orjson
 import yarl
-from botocore.eventstream import EventStreamBuffer, ParserError
 
 from tensorzero_ray.errors import InvalidRequest
 from tensorzero_ray.providers.aws_auth import AWSAuth
-from tensorzero_ray.providers.base import CallContext, Provider, proxy_for, respond_tool_as_text, scrub_secrets
+from tensorzero_ray.providers.aws_event_stream import event_stream
+from tensorzero_ray.providers.base import CallContext, Provider, respond_tool_as_text
 from tensorzero_ray.providers.openai import RESPOND_TOOL_DESCRIPTION
 from tensorzero_ray.types import (
     File,
@@ -244,10 +243,16 @@ class AWSBedrockProvider(Provider):
         respond = self.answers_through_respond(request)
         tool_ids: dict[int, str] = {}
         stopped = False
-        async for kind, payload, raw in self._events(url, headers, raw_request):
+        async for kind, data in event_stream(self, url, headers, raw_request):
+            raw = data.decode(errors="replace")
             if kind == "exception":
                 yield ProviderChunk(raw_chunk=raw, fatal=True, error=f"Error from aws_bedrock server: {raw}")
                 return
+            try:
+                payload = orjson.loads(data) if data else {}
+            except orjson.JSONDecodeError:
+                yield ProviderChunk(raw_chunk=raw, error="Error from aws_bedrock server: event is not JSON")
+                continue
             chunk = ProviderChunk(raw_chunk=raw)
             index = payload.get("contentBlockIndex", 0)
             if kind == "contentBlockStart":
@@ -297,36 +302,6 @@ class AWSBedrockProvider(Provider):
         yield ProviderChunk(
             fatal=True, error="Error from aws_bedrock server: the stream ended without `messageStop` and `metadata`"
         )
-
-    async def _events(self, url: yarl.URL, headers: dict[str, str], raw_request: str):
-        """(event type or "exception", JSON payload, payload text) for each event-stream message."""
-        try:
-            async with self.session.post(
-                url, data=raw_request.encode(), headers=headers, proxy=proxy_for(str(url))
-            ) as response:
-                if response.status >= 400:
-                    text = scrub_secrets((await response.read()).decode(errors="replace"), headers)
-                    raise self.http_error(response.status, raw_request, text)
-                decoder = EventStreamBuffer()
-                async for piece in response.content.iter_any():
-                    decoder.add_data(piece)
-                    for message in decoder:
-                        raw = message.payload.decode(errors="replace")
-                        try:
-                            payload = orjson.loads(message.payload) if message.payload else {}
-                        except orjson.JSONDecodeError:
-                            payload = {}
-                        if message.headers.get(":message-type") == "event":
-                            yield message.headers.get(":event-type", ""), payload, raw
-                        else:
-                            kind = message.headers.get(":exception-type") or message.headers.get(":error-code")
-                            yield "exception", payload, f"{kind}: {payload.get('message', raw)}"
-        except ParserError as exc:
-            raise self.error(
-                f"Error from aws_bedrock server: malformed event stream: {exc}", raw_request=raw_request
-            ) from None
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise self.transport_error(exc, raw_request) from None
 
 
 def _file_block(block: File) -> dict[str, Any]:

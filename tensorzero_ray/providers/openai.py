@@ -251,10 +251,17 @@ class OpenAIChatCompletions(Provider):
     async def stream(self, request: ModelInferenceRequest, ctx: CallContext) -> AsyncIterator[ProviderChunk]:
         body = self.build_body(request.model_copy(update={"stream": True}), ctx)
         headers = self.patch_headers(self.headers(ctx), request, ctx)
+        async for chunk in self.chunks(self.sse_events(self.url(ctx), body, headers, ctx), request):
+            yield chunk
+
+    async def chunks(
+        self, payloads: AsyncIterator[str], request: ModelInferenceRequest
+    ) -> AsyncIterator[ProviderChunk]:
+        """Chunks from the `data:` payloads of a chat completions stream, however they came."""
         json_tool = request.json_tool
         tool_ids: dict[int, str] = {}
         finished = False
-        async for payload in self.sse_events(self.url(ctx), body, headers, ctx):
+        async for payload in payloads:
             if payload.strip() == "[DONE]":
                 return
             try:

@@ -26,6 +26,32 @@ AUTHORIZATION = re.compile(
 )
 
 
+def check_sigv4(
+    request: Request, body: bytes, base_url: str, access_key: str, secret_key: str, service: str, record: dict
+) -> tuple[str, str] | None:
+    """None when the signature is the one botocore computes for the request as it arrived
+    (over the headers it names); else (error type, message). Fills `record` with the region,
+    the expected signature and `auth`."""
+    found = AUTHORIZATION.fullmatch(request.headers.get("authorization", ""))
+    if found is None or found["key"] != access_key or found["service"] != service:
+        return "UnrecognizedClientException", "The security token included in the request is invalid."
+    raw_path = request.scope["raw_path"].decode()
+    signed = {name: request.headers[name] for name in found["signed"].split(";") if name != "host"}
+    remade = AWSRequest(method=request.method, url=f"{base_url}{raw_path}", data=body, headers=signed)
+    remade.context["timestamp"] = request.headers["x-amz-date"]
+    token = request.headers.get("x-amz-security-token")
+    auth = SigV4Auth(Credentials(access_key, secret_key, token), service, found["region"])
+    record["region"] = found["region"]
+    record["expected_signature"] = auth.signature(auth.string_to_sign(remade, auth.canonical_request(remade)), remade)
+    if found["signature"] != record["expected_signature"]:
+        return (
+            "InvalidSignatureException",
+            "The request signature we calculated does not match the signature you provided.",
+        )
+    record["auth"] = "sigv4"
+    return None
+
+
 def event_message(headers: dict[str, str], payload: bytes) -> bytes:
     """One message of AWS's event-stream encoding: prelude, prelude CRC, string headers,
     payload, message CRC."""
@@ -60,16 +86,6 @@ class BedrockMock:
     def last(self) -> dict[str, Any]:
         return self.requests[-1]
 
-    def expected_signature(self, request: Request, body: bytes, found: re.Match) -> str:
-        """What botocore computes for the request as it arrived, over the headers it names."""
-        raw_path = request.scope["raw_path"].decode()
-        signed = {name: request.headers[name] for name in found["signed"].split(";") if name != "host"}
-        remade = AWSRequest(method="POST", url=f"{self.url}{raw_path}", data=body, headers=signed)
-        remade.context["timestamp"] = request.headers["x-amz-date"]
-        token = request.headers.get("x-amz-security-token")
-        auth = SigV4Auth(Credentials(self.access_key, self.secret_key, token), found["service"], found["region"])
-        return auth.signature(auth.string_to_sign(remade, auth.canonical_request(remade)), remade)
-
     async def handle(self, request: Request) -> Response:
         body = await request.body()
         record = {
@@ -78,24 +94,12 @@ class BedrockMock:
             "body": json.loads(body),
         }
         self.requests.append(record)
-        authorization = request.headers.get("authorization", "")
-        if authorization == f"Bearer {self.bearer_key}":
+        if request.headers.get("authorization") == f"Bearer {self.bearer_key}":
             record["auth"] = "bearer"
         else:
-            found = AUTHORIZATION.fullmatch(authorization)
-            if found is None or found["key"] != self.access_key or found["service"] != "bedrock":
-                return _error(
-                    403, "UnrecognizedClientException", "The security token included in the request is invalid."
-                )
-            record["region"] = found["region"]
-            record["expected_signature"] = self.expected_signature(request, body, found)
-            if found["signature"] != record["expected_signature"]:
-                return _error(
-                    403,
-                    "InvalidSignatureException",
-                    "The request signature we calculated does not match the signature you provided.",
-                )
-            record["auth"] = "sigv4"
+            refused = check_sigv4(request, body, self.url, self.access_key, self.secret_key, "bedrock", record)
+            if refused is not None:
+                return _error(403, *refused)
         model = request.path_params["model"]
         payload = record["body"]
         if not payload.get("messages"):
