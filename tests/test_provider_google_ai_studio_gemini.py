@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import base64
+import json
 
+import httpx
 import pytest
 from pydantic import TypeAdapter
 
+from tensorzero_ray.api.gateway import create_app
+from tensorzero_ray.config import load_config
 from tensorzero_ray.config.models import ProviderConfig
 from tensorzero_ray.errors import ApiKeyMissing, ProviderError
+from tensorzero_ray.functions.routers import LocalRouters
 from tensorzero_ray.providers import CallContext, build_provider
 from tensorzero_ray.types import (
     File,
@@ -192,3 +197,41 @@ async def test_errors_keep_the_providers_message_and_status(google_mock):
         await provider(google_mock).infer(request(), CallContext(credentials={"google": "wrong-key-123"}))
     with pytest.raises(ApiKeyMissing, match="dynamic::google"):
         await provider(google_mock).infer(request(), CallContext())
+
+
+async def test_through_the_gateway_native_and_openai_compatible(google_mock, tmp_path, monkeypatch):
+    monkeypatch.setenv("GOOGLE_AI_STUDIO_API_KEY", google_mock.api_key)
+    path = tmp_path / "tensorzero.toml"
+    path.write_text(
+        f"""
+[models.gemini]
+routing = ["google"]
+[models.gemini.providers.google]
+type = "google_ai_studio_gemini"
+model_name = "gemini-ok"
+api_base = "{google_mock.url}/v1beta/"
+"""
+    )
+    config = load_config(path)
+    transport = httpx.ASGITransport(app=create_app(config, LocalRouters(config, None)))
+    async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+        native = await client.post(
+            "/inference", json={"model_name": "gemini", "input": {"messages": [{"role": "user", "content": "Hi"}]}}
+        )
+        assert native.status_code == 200, native.text
+        assert native.json()["content"] == [{"type": "text", "text": "Hello from Gemini mock"}]
+        streamed = await client.post(
+            "/openai/v1/chat/completions",
+            json={
+                "model": "tensorzero::model_name::gemini",
+                "stream": True,
+                "messages": [{"role": "user", "content": "Hi"}],
+            },
+        )
+        assert streamed.status_code == 200, streamed.text
+        deltas = [
+            json.loads(line[6:])["choices"][0]["delta"].get("content") or ""
+            for line in streamed.text.splitlines()
+            if line.startswith("data: {")
+        ]
+        assert "".join(deltas) == "Hello from Gemini mock"
