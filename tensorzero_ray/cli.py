@@ -66,6 +66,16 @@ def main(argv: list[str] | None = None) -> int:
     status = commands.add_parser("status", help="replicas and their nodes, the writer's buffer, spool and target")
     status.add_argument("--address", default=None)
 
+    keys = commands.add_parser("keys", help="API keys: create, list, disable (through the running stack)")
+    keys.add_argument("--address", default=None)
+    key_commands = keys.add_subparsers(dest="keys_command", required=True)
+    create = key_commands.add_parser("create", help="make a key; it is printed once, then only its hash is kept")
+    create.add_argument("--description", default="")
+    create.add_argument("--expiration", default=None, help="RFC 3339 time after which the key stops working")
+    key_commands.add_parser("list", help="every key: public id, state, description, dates")
+    disable = key_commands.add_parser("disable", help="stop a key working on every replica (within the auth cache TTL)")
+    disable.add_argument("public_id")
+
     check = commands.add_parser("validate", help="load a config and report problems")
     check.add_argument("--config", required=True)
 
@@ -85,6 +95,10 @@ def main(argv: list[str] | None = None) -> int:
         from tensorzero_ray.serve.status import status_command
 
         return status_command(args.address)
+    if args.command == "keys":
+        from tensorzero_ray.serve.keys import keys_command
+
+        return keys_command(args)
     return down_command(args)
 
 

@@ -130,9 +130,19 @@ BROKEN = [
         id="missing-schema-file",
     ),
     pytest.param(
-        BASE + "[gateway.auth]\nenabled = true\n",
-        "gateway.auth.enabled: API-key authentication is not available in tensorzero-ray yet",
+        BASE + "[gateway.auth]\nenabled = true\n[gateway.observability]\nenabled = false\n",
+        "gateway.auth.enabled: API keys are stored in ClickHouse: authentication needs",
         id="auth-not-silently-off",
+    ),
+    pytest.param(
+        BASE + "[[rate_limiting.rules]]\nmodel_inferences_per_minute = 10\npriority = 1\n",
+        "rate_limiting.rules: rate limits are not enforced by tensorzero-ray yet",
+        id="rate-limits-not-silently-ignored",
+    ),
+    pytest.param(
+        BASE + "[gateway.export.otlp.traces]\nenabled = true\n",
+        "gateway.export.otlp.traces.enabled: OpenTelemetry trace export is not available",
+        id="otlp-not-silently-ignored",
     ),
 ]
 

@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tensorzero_ray import __version__
 from tensorzero_ray.api.admission import Admission, LoadShedder
+from tensorzero_ray.api.authentication import Authentication
 from tensorzero_ray.api.batch_routes import add_batch_routes
 from tensorzero_ray.api.data_routes import add_data_routes
 from tensorzero_ray.api.dicl_routes import add_dicl_routes
@@ -32,6 +33,7 @@ from tensorzero_ray.api.http_io import (
 )
 from tensorzero_ray.api.openai_routes import add_openai_routes
 from tensorzero_ray.api.optimization_routes import add_optimization_routes
+from tensorzero_ray.auth import ApiKeys
 from tensorzero_ray.config import Config
 from tensorzero_ray.errors import InvalidRequest, RouteNotFound, TensorZeroError, UnknownFunction
 from tensorzero_ray.evaluations.workflow import WorkflowEpisodeRequest, WorkflowEvaluations, WorkflowRunRequest
@@ -42,6 +44,11 @@ from tensorzero_ray.store.observability import ObservabilityClient
 from tensorzero_ray.types.feedback import FeedbackRequest
 from tensorzero_ray.ui.security import MAX_UI_BODY_BYTES
 from tensorzero_ray.ui.server import UIServer
+
+
+def _auth_ttl_s(config: Config) -> float:
+    cache = config.gateway.auth.cache
+    return cache.ttl_ms / 1000 if cache.enabled else 0.0
 
 
 def config_hash(config: Config) -> str:
@@ -67,6 +74,14 @@ def create_app(
     # Added first, so it runs inside admission control.
     app.add_middleware(HotPaths, handlers=hot, on_error=errors.native)
     app.add_middleware(Admission, shedder=shedder)
+    # Keys can be made before auth is turned on; with it on, they are checked outermost.
+    app.state.api_keys = keys = None
+    if observability is not None:
+        app.state.api_keys = keys = ApiKeys(observability, ttl_s=_auth_ttl_s(config))
+    if config.gateway.auth.enabled:
+        if keys is None:
+            raise ValueError("`gateway.auth.enabled` needs observability on: API keys are stored in ClickHouse")
+        app.add_middleware(Authentication, keys=keys, errors=errors)
     hashed = config_hash(config)
     feedback = FeedbackService(config, observability)
     app.state.routers = routers

@@ -14,6 +14,7 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic import ValidationError
 
 from tensorzero_ray import __version__, validation
+from tensorzero_ray.auth.request_key import stamp
 from tensorzero_ray.errors import Forbidden, InvalidRequest, PayloadTooLarge, TensorZeroError, unwrap
 from tensorzero_ray.evaluations.catalog import JUDGE_PREFIX
 from tensorzero_ray.functions.function_router import DEFAULT_FUNCTION
@@ -138,6 +139,7 @@ def parse_inference_request(data: Any) -> tuple[str, InferenceRequest]:
     if request.function_name is not None and request.function_name.startswith("tensorzero::") and not judge:
         raise InvalidRequest(f"Invalid inference target: `{request.function_name}` is reserved")
     validation.check_tags(request.tags, request.internal)
+    stamp(request.tags)
     if request.episode_id is not None:
         request.episode_id = str(validate_episode_id(request.episode_id))
     if request.model_name is not None:

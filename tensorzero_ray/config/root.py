@@ -106,13 +106,26 @@ class Config(Strict):
             and not self.object_storage.path
         ):
             found.append((("object_storage", "path"), "`filesystem` object storage needs `path`"))
-        if self.gateway.auth.enabled:
+        if self.rate_limiting.enabled and self.rate_limiting.rules:
+            found.append(
+                (
+                    ("rate_limiting", "rules"),
+                    "rate limits are not enforced by tensorzero-ray yet, and limits that look set but are not "
+                    "would be worse than none: remove the rules (or set `enabled = false`)",
+                )
+            )
+        if self.gateway.export.otlp.traces.enabled:
+            found.append(
+                (
+                    ("gateway", "export", "otlp", "traces", "enabled"),
+                    "OpenTelemetry trace export is not available in tensorzero-ray yet: remove `enabled = true`",
+                )
+            )
+        if self.gateway.auth.enabled and self.gateway.observability.enabled is False:
             found.append(
                 (
                     ("gateway", "auth", "enabled"),
-                    "API-key authentication is not available in tensorzero-ray yet, and a gateway that "
-                    "looks protected but is not would be worse than none: remove `enabled = true` and put "
-                    "the gateway behind an authenticating proxy",
+                    "API keys are stored in ClickHouse: authentication needs `gateway.observability.enabled` on",
                 )
             )
         for name in self.metrics:

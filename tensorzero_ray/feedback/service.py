@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 
+from tensorzero_ray.auth.request_key import stamp
 from tensorzero_ray.config import Config
 from tensorzero_ray.config.functions import ChatFunctionConfig, JsonFunctionConfig
 from tensorzero_ray.errors import InvalidRequest, TensorZeroError, UnknownName
@@ -70,6 +71,7 @@ class FeedbackService:
                 "Feedback needs observability, which is disabled (gateway.observability.enabled = false)"
             )
         check_tags(request.tags, request.internal)
+        stamp(request.tags)
         level, kind = self._metric(request.metric_name)
         if request.inference_id is not None and request.episode_id is not None:
             raise InvalidRequest("Both episode_id and inference_id cannot be provided")

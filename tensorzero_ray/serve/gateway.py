@@ -4,6 +4,7 @@ in-cluster clients. Its FunctionRouters run in this replica or as deployments be
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -73,6 +74,26 @@ class Gateway:
         through the handle: (status, body)."""
         response = await self._in_process.request(method, path, json=payload)
         return response.status_code, response.json()
+
+    # `tzray keys`: trusted callers reach these through Ray (its token), never over HTTP.
+
+    async def create_api_key(self, description: str = "", expires_at: str | None = None) -> dict:
+        """The new key (shown once) and its record."""
+        expiry = datetime.fromisoformat(expires_at.replace("Z", "+00:00")) if expires_at else None
+        key, record = await self._keys().create(description, expiry)
+        return {"api_key": key, **record.model_dump(mode="json")}
+
+    async def list_api_keys(self) -> list[dict]:
+        return [{**k.model_dump(mode="json"), "state": k.state} for k in await self._keys().list()]
+
+    async def disable_api_key(self, public_id: str) -> dict:
+        return (await self._keys().disable(public_id)).model_dump(mode="json")
+
+    def _keys(self):
+        keys = self._app.state.api_keys
+        if keys is None:
+            raise InvalidRequest("API keys are stored in ClickHouse: turn observability on to use them")
+        return keys
 
     async def storage_status(self) -> dict | None:
         """This replica's view of storage (`tzray status`); None when nothing is stored."""

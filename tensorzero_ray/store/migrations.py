@@ -331,6 +331,19 @@ MIGRATIONS: tuple[Migration, ...] = (
         ) ENGINE = ReplacingMergeTree(updated_at) ORDER BY task_id""",
         ),
     ),
+    Migration(
+        14,
+        "api keys",
+        (
+            # TensorZero keeps keys in Postgres; here each state of a key is a row, the latest wins.
+            # The key itself is never stored: its SHA-256 only.
+            """CREATE TABLE IF NOT EXISTS TensorZeroApiKey (
+            public_id String, hash String, description String, organization String, workspace String,
+            created_at DateTime64(6, 'UTC'), expires_at Nullable(DateTime64(6, 'UTC')),
+            disabled_at Nullable(DateTime64(6, 'UTC')), updated_at DateTime64(6, 'UTC')
+        ) ENGINE = ReplacingMergeTree(updated_at) ORDER BY public_id""",
+        ),
+    ),
 )
 
 BOOKKEEPING = """CREATE TABLE IF NOT EXISTS TensorZeroMigration (
