@@ -4,6 +4,7 @@ login and session cookie; `tzray keys` through a running stack."""
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 import uuid
 
@@ -174,3 +175,20 @@ def test_tzray_keys_creates_lists_and_disables_through_the_stack(tzray_up):
     missing = tzray("keys", "disable", "nosuchkey123", cwd=workdir)
     assert missing.returncode == 1 and "No API key with public id `nosuchkey123`" in missing.stderr
     assert ROOT.exists()
+
+
+async def test_keys_from_the_ui(gateway, ui_post):
+    page = await gateway.get("/ui/api-keys")
+    assert page.status_code == 200 and "Authentication is off" in page.text
+    made = await ui_post("/ui/api-keys", {"description": "made in the UI"})
+    assert made.status_code == 201, made.text
+    key = re.search(r"sk-t0-[a-z0-9]{12}-[A-Za-z0-9]{48}", made.text).group(0)
+    public_id = key[6:18]
+    listed = await gateway.get("/ui/api-keys")
+    assert public_id in listed.text and "made in the UI" in listed.text and key not in listed.text
+    bad = await ui_post("/ui/api-keys", {"expires_at": "next tuesday"})
+    assert bad.status_code == 400 and "is not an RFC 3339 time" in bad.text
+    disabled = await ui_post(f"/ui/api-keys/{public_id}/disable", {})
+    assert disabled.status_code == 303
+    row = next(line for line in (await gateway.get("/ui/api-keys")).text.splitlines() if public_id in line)
+    assert "disabled" in row

@@ -101,6 +101,7 @@ UI_FORMS = {
     f"/ui/observability/inferences/{INFERENCE_ID}/feedback": {"metric_name": "thumbs_up", "value": "true"},
     "/ui/datasets/builder": {"dataset_name": "fuzzed_ui", "function": "basic_test", "metric": "thumbs_up"},
     f"/ui/observability/episodes/{INFERENCE_ID}/feedback": {"metric_name": "quality", "value": "0.5"},
+    "/ui/api-keys": {"description": "fuzzed", "expires_at": "2999-01-01T00:00:00Z"},
 }
 
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck), database=None)

@@ -76,6 +76,7 @@ def test_every_page_renders(page, seeded):
         "/ui/datasets/builder",
         "/ui/config",
         "/ui/health",
+        "/ui/api-keys",
     ]
     for path in paths:
         response = page.goto(url + path)

@@ -63,7 +63,7 @@ def create_ui_app(
 ) -> FastAPI:
     """`infer(function_name, request)` runs dry-run inferences for "try with another
     variant"; without it that action is not offered."""
-    from tensorzero_ray.ui import dataset_pages, evaluation_pages, observability_pages, system_pages
+    from tensorzero_ray.ui import api_key_pages, dataset_pages, evaluation_pages, observability_pages, system_pages
 
     app = FastAPI(title="tensorzero-ray UI", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
     inferences = StoredInferenceQueries(config, observability)
@@ -109,4 +109,5 @@ def create_ui_app(
     dataset_pages.add_routes(app, state)
     evaluation_pages.add_routes(app, state)
     system_pages.add_routes(app, state)
+    api_key_pages.add_routes(app, state)
     return app
