@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tensorzero_ray import __version__
@@ -33,6 +34,7 @@ from tensorzero_ray.api.http_io import (
 )
 from tensorzero_ray.api.openai_routes import add_openai_routes
 from tensorzero_ray.api.optimization_routes import add_optimization_routes
+from tensorzero_ray.api.prometheus import prometheus_text
 from tensorzero_ray.auth import ApiKeys
 from tensorzero_ray.config import Config
 from tensorzero_ray.errors import InvalidRequest, RouteNotFound, TensorZeroError, UnknownFunction
@@ -106,6 +108,10 @@ def create_app(
         if health:
             body["models"] = health
         return json_response(body)
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return Response(await prometheus_text(observability), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/health")
     async def health() -> Response:
