@@ -13,7 +13,7 @@ from fastapi.responses import RedirectResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from tensorzero_ray import __version__
+from tensorzero_ray import __version__, telemetry
 from tensorzero_ray.api.admission import Admission, LoadShedder
 from tensorzero_ray.api.authentication import Authentication
 from tensorzero_ray.api.batch_routes import add_batch_routes
@@ -35,6 +35,7 @@ from tensorzero_ray.api.http_io import (
 from tensorzero_ray.api.openai_routes import add_openai_routes
 from tensorzero_ray.api.optimization_routes import add_optimization_routes
 from tensorzero_ray.api.prometheus import prometheus_text
+from tensorzero_ray.api.tracing import Tracing
 from tensorzero_ray.auth import ApiKeys
 from tensorzero_ray.config import Config
 from tensorzero_ray.errors import InvalidRequest, RouteNotFound, TensorZeroError, UnknownFunction
@@ -76,6 +77,8 @@ def create_app(
     # Added first, so it runs inside admission control.
     app.add_middleware(HotPaths, handlers=hot, on_error=errors.native)
     app.add_middleware(Admission, shedder=shedder)
+    telemetry.configure(config.gateway.export.otlp.traces)
+    app.add_middleware(Tracing)
     # Keys can be made before auth is turned on; with it on, they are checked outermost.
     app.state.api_keys = keys = None
     if observability is not None:

@@ -12,6 +12,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import CollectorRegistry
 
+from tensorzero_ray import telemetry
+
 INFERENCES = """
 SELECT function_name, variant_name, count() AS n FROM (
     SELECT function_name, variant_name FROM ChatInference
@@ -48,6 +50,13 @@ async def prometheus_text(observability) -> bytes:
     if observability is not None:
         families += await _stored(observability)
         families += await _storage(observability)
+    dropped = telemetry.dropped_spans()
+    if dropped is not None:
+        spans = CounterMetricFamily(
+            "tensorzero_otlp_spans_dropped", "Trace spans this replica could not export (collector down)"
+        )
+        spans.add_metric([], dropped)
+        families.append(spans)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Fixed(families))
     return generate_latest(registry)

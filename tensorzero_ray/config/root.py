@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -114,11 +115,11 @@ class Config(Strict):
                     "would be worse than none: remove the rules (or set `enabled = false`)",
                 )
             )
-        if self.gateway.export.otlp.traces.enabled:
+        if self.gateway.export.otlp.traces.enabled and not os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
             found.append(
                 (
                     ("gateway", "export", "otlp", "traces", "enabled"),
-                    "OpenTelemetry trace export is not available in tensorzero-ray yet: remove `enabled = true`",
+                    "trace export needs OTEL_EXPORTER_OTLP_TRACES_ENDPOINT (the collector's URL) in the environment",
                 )
             )
         if self.gateway.auth.enabled and self.gateway.observability.enabled is False:

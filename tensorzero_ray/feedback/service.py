@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 
+from tensorzero_ray import telemetry
 from tensorzero_ray.auth.request_key import stamp
 from tensorzero_ray.config import Config
 from tensorzero_ray.config.functions import ChatFunctionConfig, JsonFunctionConfig
@@ -66,6 +67,14 @@ class FeedbackService:
         self.tools = ToolCatalog(config.tools)
 
     async def submit(self, request: FeedbackRequest) -> uuid.UUID:
+        attributes = {"metric_name": request.metric_name}
+        target = request.inference_id or request.episode_id
+        if target is not None:
+            attributes["inference_id" if request.inference_id is not None else "episode_id"] = str(target)
+        with telemetry.tracer().start_as_current_span("feedback", attributes=attributes):
+            return await self._submit(request)
+
+    async def _submit(self, request: FeedbackRequest) -> uuid.UUID:
         if self.observability is None:
             raise InvalidRequest(
                 "Feedback needs observability, which is disabled (gateway.observability.enabled = false)"

@@ -17,8 +17,10 @@ from typing import Any, TypeVar
 import orjson
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
+from opentelemetry import trace
 from pydantic import TypeAdapter, ValidationError
 
+from tensorzero_ray import telemetry
 from tensorzero_ray.config import Config
 from tensorzero_ray.config.functions import DEFAULT_FUNCTION, JsonFunctionConfig
 from tensorzero_ray.config.variants import (
@@ -221,34 +223,50 @@ class FunctionRouter:
     # --- the two entry points -------------------------------------------------------------
 
     async def infer(self, request: InferenceRequest) -> InferenceResponse:
-        request = await self._with_files(request)
-        if self.follower is not None and not self.follower.synced:
-            await self.follower.ready()
-        plan = self.plan(request)
-        name, results = await self._first_success(plan, lambda variant: variant.infer(plan.call))
-        response = self._response(request, plan, name, results)
-        output = response.output if isinstance(response, JsonInferenceResponse) else response.content
-        await self._record(request, plan, name, output, results)
-        return response
+        with telemetry.tracer().start_as_current_span("function_inference") as span:
+            request = await self._with_files(request)
+            if self.follower is not None and not self.follower.synced:
+                await self.follower.ready()
+            plan = self.plan(request)
+            name, results = await self._first_success(plan, lambda variant: variant.infer(plan.call), stream=False)
+            response = self._response(request, plan, name, results)
+            _describe(span, self.function_name, request, name, response.inference_id, response.episode_id)
+            output = response.output if isinstance(response, JsonInferenceResponse) else response.content
+            await self._record(request, plan, name, output, results)
+            return response
 
     async def stream(self, request: InferenceRequest) -> AsyncIterator[bytes]:
         """SSE events as bytes. Errors before the first chunk are raised from the first
         `anext`, so the gateway can answer with a plain error response; later ones become
         error events."""
-        request = await self._with_files(request)
-        if self.follower is not None and not self.follower.synced:
-            await self.follower.ready()
-        plan = self.plan(request)
-        name, model_stream = await self._first_success(plan, lambda variant: variant.stream(plan.call))
-        async for event in self._events(request, plan, name, model_stream):
-            yield event
+        # The span covers choosing a variant and starting its stream: a generator may resume in
+        # another context, so it is not left current across yields.
+        span = telemetry.tracer().start_span("function_inference")
+        try:
+            with trace.use_span(span, end_on_exit=False):
+                request = await self._with_files(request)
+                if self.follower is not None and not self.follower.synced:
+                    await self.follower.ready()
+                plan = self.plan(request)
+                name, model_stream = await self._first_success(
+                    plan, lambda variant: variant.stream(plan.call), stream=True
+                )
+                _describe(span, self.function_name, request, name, plan.inference_id, plan.episode_id)
+            async for event in self._events(request, plan, name, model_stream):
+                yield event
+        finally:
+            span.end()
 
-    async def _first_success(self, plan: VariantPlan, attempt: Callable[[Variant], Awaitable[T]]) -> tuple[str, T]:
+    async def _first_success(
+        self, plan: VariantPlan, attempt: Callable[[Variant], Awaitable[T]], stream: bool
+    ) -> tuple[str, T]:
         """Try variants in the plan's order until one succeeds (spec §3.8 step 4)."""
         errors: dict[str, TensorZeroError] = {}
         for name, variant in plan.variants():
+            attributes = {"function_name": self.function_name, "variant_name": name, "stream": stream}
             try:
-                return name, await attempt(variant)
+                with telemetry.tracer().start_as_current_span("variant_inference", attributes=attributes):
+                    return name, await attempt(variant)
             except TensorZeroError as exc:
                 errors[name] = exc
                 plan.failed(name, exc)
@@ -500,6 +518,17 @@ class FunctionRouter:
                     "content": [b.model_dump(mode="json", exclude_none=True) for b in output]
                 }
         return final_model(**fields).model_dump(mode="json")
+
+
+def _describe(span, function_name: str, request: InferenceRequest, variant: str, inference_id, episode_id) -> None:
+    span.set_attribute("function_name", function_name)
+    span.set_attribute("variant_name", variant)
+    span.set_attribute("inference_id", str(inference_id))
+    span.set_attribute("episode_id", str(episode_id))
+    if request.model_name is not None:
+        span.set_attribute("model_name", request.model_name)
+    for key, value in request.tags.items():
+        span.set_attribute(f"tags.{key}", value)
 
 
 def _dynamic_validator(schema: dict) -> SchemaValidator:

@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 
+from tensorzero_ray import telemetry
 from tensorzero_ray.config.models import (
     CostEntry,
     ModelConfig,
@@ -142,11 +143,13 @@ class Model:
     async def infer(
         self, request: ModelInferenceRequest, extras: RequestExtras, variant: str | None = None
     ) -> ModelInferenceResult:
-        try:
-            async with asyncio.timeout(_seconds(self.config.timeouts.non_streaming.total_ms)):
-                return await self._infer_in_order(request, extras, variant)
-        except TimeoutError:
-            raise Timeout(f"Model {self.name} timed out") from None
+        attributes = {"model_name": self.name, "stream": False}
+        with telemetry.tracer().start_as_current_span("model_inference", attributes=attributes):
+            try:
+                async with asyncio.timeout(_seconds(self.config.timeouts.non_streaming.total_ms)):
+                    return await self._infer_in_order(request, extras, variant)
+            except TimeoutError:
+                raise Timeout(f"Model {self.name} timed out") from None
 
     async def _infer_in_order(self, request, extras, variant) -> ModelInferenceResult:
         errors: dict[str, TensorZeroError] = {}
@@ -157,8 +160,10 @@ class Model:
             if hit is not None:
                 return self._cached(provider_name, provider, request, hit, started)
             try:
-                async with asyncio.timeout(_seconds(provider.config.timeouts.non_streaming.total_ms)):
-                    response = await provider.infer(for_provider(request, provider), ctx)
+                with _provider_span(provider_name, provider, self.name, request, stream=False) as span:
+                    async with asyncio.timeout(_seconds(provider.config.timeouts.non_streaming.total_ms)):
+                        response = await provider.infer(for_provider(request, provider), ctx)
+                    _genai_response(span, response.usage, response.finish_reason, response.content)
             except TimeoutError:
                 errors[provider_name] = ProviderError(
                     f"Model provider {provider_name} timed out", provider_type=provider.provider_type, status_code=408
@@ -215,11 +220,13 @@ class Model:
         self, request: ModelInferenceRequest, extras: RequestExtras, variant: str | None = None
     ) -> "ModelStream":
         """Start a stream on the first provider that yields a first chunk in time."""
-        try:
-            async with asyncio.timeout(_seconds(self.config.timeouts.streaming.ttft_ms)):
-                return await self._stream_in_order(request, extras, variant)
-        except TimeoutError:
-            raise Timeout(f"Model {self.name} timed out before its first token") from None
+        attributes = {"model_name": self.name, "stream": True}
+        with telemetry.tracer().start_as_current_span("model_inference", attributes=attributes):
+            try:
+                async with asyncio.timeout(_seconds(self.config.timeouts.streaming.ttft_ms)):
+                    return await self._stream_in_order(request, extras, variant)
+            except TimeoutError:
+                raise Timeout(f"Model {self.name} timed out before its first token") from None
 
     async def _stream_in_order(self, request, extras, variant) -> "ModelStream":
         errors: dict[str, TensorZeroError] = {}
@@ -236,8 +243,11 @@ class Model:
                 continue
             iterator = provider.stream(sent, ctx).__aiter__()
             try:
-                async with asyncio.timeout(_seconds(provider.config.timeouts.streaming.ttft_ms)):
-                    first = await iterator.__anext__()
+                # The provider span ends at the first chunk: its length is the time to first token.
+                with _provider_span(provider_name, provider, self.name, request, stream=True) as span:
+                    async with asyncio.timeout(_seconds(provider.config.timeouts.streaming.ttft_ms)):
+                        first = await iterator.__anext__()
+                    span.set_attribute("time_to_first_token", (time.monotonic() - started) * 1000)
             except TimeoutError:
                 await _close(iterator)
                 errors[provider_name] = ProviderError(
@@ -448,6 +458,46 @@ def _json_or_none(text: str) -> Any:
         return orjson.loads(text)
     except (orjson.JSONDecodeError, TypeError):
         return None
+
+
+def _provider_span(provider_name: str, provider: Provider, model_name: str, request, stream: bool):
+    """`model_provider_inference`, with the GenAI semantic conventions' request attributes;
+    prompt text only with `include_content`."""
+    attributes: dict[str, Any] = {
+        "provider_name": provider_name,
+        "stream": stream,
+        "gen_ai.operation.name": "chat",
+        "gen_ai.system": provider.provider_type,
+        "gen_ai.request.model": getattr(provider.config, "model_name", None) or model_name,
+    }
+    for key, value in (
+        ("gen_ai.request.max_tokens", request.max_tokens),
+        ("gen_ai.request.temperature", request.temperature),
+    ):
+        if value is not None:
+            attributes[key] = value
+    if telemetry.include_content():
+        if request.system is not None:
+            attributes["gen_ai.system_instructions"] = request.system
+        attributes["gen_ai.input.messages"] = orjson.dumps(
+            [m.model_dump(mode="json") for m in request.messages]
+        ).decode()
+    return telemetry.tracer().start_as_current_span("model_provider_inference", attributes=attributes)
+
+
+def _genai_response(span, usage: Usage, finish_reason, content: list) -> None:
+    if usage.input_tokens is not None:
+        span.set_attribute("gen_ai.usage.input_tokens", usage.input_tokens)
+    if usage.output_tokens is not None:
+        span.set_attribute("gen_ai.usage.output_tokens", usage.output_tokens)
+    if usage.input_tokens is not None and usage.output_tokens is not None:
+        span.set_attribute("gen_ai.usage.total_tokens", usage.input_tokens + usage.output_tokens)
+    if finish_reason is not None:
+        span.set_attribute("gen_ai.response.finish_reasons", [finish_reason.value])
+    if telemetry.include_content():
+        span.set_attribute(
+            "gen_ai.output.messages", orjson.dumps([b.model_dump(mode="json") for b in content]).decode()
+        )
 
 
 def _provider_fault(error: TensorZeroError) -> bool:

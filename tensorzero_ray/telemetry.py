@@ -1,0 +1,108 @@
+"""OpenTelemetry traces over OTLP with the official SDK (spec §5.2): TensorZero's span layout
+(`POST /inference` > `function_inference` > `variant_inference` > `model_inference` >
+`model_provider_inference`) with the GenAI semantic conventions on provider spans. Off
+unless `[gateway.export.otlp.traces] enabled = true`; then the endpoint is
+`OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` and the protocol `OTEL_EXPORTER_OTLP_TRACES_PROTOCOL`
+(`grpc`, TensorZero's only one and the default, or `http/protobuf`). Spans leave in batches
+from a background thread: a collector that is down costs requests nothing, and the spans it
+missed are counted."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+from tensorzero_ray import __version__
+
+logger = logging.getLogger(__name__)
+
+ENDPOINT_VARIABLE = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
+PROTOCOL_VARIABLE = "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"
+_NOOP = trace.NoOpTracer()
+_lock = threading.Lock()
+_state: dict[str, Any] = {"tracer": _NOOP, "provider": None, "exporter": None, "include_content": False}
+
+
+class CountingExporter(SpanExporter):
+    """The OTLP exporter, counting the spans a failed export dropped."""
+
+    def __init__(self, inner: SpanExporter):
+        self.inner = inner
+        self.dropped = 0
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        try:
+            result = self.inner.export(spans)
+        except Exception:  # noqa: BLE001 - a collector's failure must never reach a request
+            result = SpanExportResult.FAILURE
+        if result is not SpanExportResult.SUCCESS:
+            self.dropped += len(spans)
+        return result
+
+    def shutdown(self) -> None:
+        self.inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self.inner.force_flush(timeout_millis)
+
+
+def _exporter(protocol: str, endpoint: str, headers: dict[str, str]) -> SpanExporter:
+    if protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+        return OTLPSpanExporter(endpoint=endpoint, headers=headers or None, insecure=endpoint.startswith("http://"))
+    if protocol == "http/protobuf":
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HTTPExporter
+
+        return HTTPExporter(endpoint=endpoint, headers=headers or None)
+    raise ValueError(f"{PROTOCOL_VARIABLE}={protocol!r}: expected `grpc` or `http/protobuf`")
+
+
+def configure(traces) -> None:
+    """Once per process, from `[gateway.export.otlp.traces]`."""
+    if not traces.enabled:
+        return
+    with _lock:
+        if _state["provider"] is not None:
+            return
+        endpoint = os.environ.get(ENDPOINT_VARIABLE)
+        if not endpoint:
+            raise ValueError(f"`gateway.export.otlp.traces.enabled` needs {ENDPOINT_VARIABLE} (the collector's URL)")
+        protocol = os.environ.get(PROTOCOL_VARIABLE, "grpc")
+        exporter = CountingExporter(_exporter(protocol, endpoint, dict(traces.extra_headers)))
+        resource = Resource.create({"service.name": "tensorzero-gateway", "service.version": __version__})
+        provider = TracerProvider(resource=resource)
+        provider.add_span_processor(BatchSpanProcessor(exporter))
+        _state.update(
+            provider=provider,
+            exporter=exporter,
+            tracer=provider.get_tracer("tensorzero_ray", __version__),
+            include_content=bool(traces.include_content),
+        )
+
+
+def tracer() -> trace.Tracer:
+    return _state["tracer"]
+
+
+def include_content() -> bool:
+    return _state["include_content"]
+
+
+def dropped_spans() -> int | None:
+    """Spans a failed export dropped in this process; None when tracing is off."""
+    exporter = _state["exporter"]
+    return None if exporter is None else exporter.dropped
+
+
+def flush(timeout_s: float = 10.0) -> bool:
+    provider = _state["provider"]
+    return True if provider is None else provider.force_flush(int(timeout_s * 1000))
