@@ -29,6 +29,7 @@ from tensorzero_ray.config.models import (
     RayServeProviderConfig,
     parse_shorthand,
 )
+from tensorzero_ray.config.rate_limiting import RateLimitingConfig
 from tensorzero_ray.config.variants import (
     BestOfNVariantConfig,
     ChainOfThoughtVariantConfig,
@@ -69,12 +70,6 @@ class ObjectStorageConfig(Strict):
     prefix: str | None = None
 
 
-class RateLimitingConfig(Strict):
-    enabled: bool = True
-    default_cost: float = 1.0
-    rules: list[dict[str, Any]] = Field(default_factory=list)
-
-
 class Config(Strict):
     gateway: GatewayConfig = Field(default_factory=GatewayConfig)
     clickhouse: ClickHouseConfig = Field(default_factory=ClickHouseConfig)
@@ -107,14 +102,16 @@ class Config(Strict):
             and not self.object_storage.path
         ):
             found.append((("object_storage", "path"), "`filesystem` object storage needs `path`"))
-        if self.rate_limiting.enabled and self.rate_limiting.rules:
-            found.append(
-                (
-                    ("rate_limiting", "rules"),
-                    "rate limits are not enforced by tensorzero-ray yet, and limits that look set but are not "
-                    "would be worse than none: remove the rules (or set `enabled = false`)",
-                )
-            )
+        for index, rule in enumerate(self.rate_limiting.rules):
+            for limit in rule.limits:
+                if limit.resource == "cost":
+                    found.append(
+                        (
+                            ("rate_limiting", "rules", str(index), limit.name),
+                            "cost limits are not enforced by tensorzero-ray yet, and a limit that looks set but is "
+                            "not would be worse than none: use `model_inferences` or `tokens` limits",
+                        )
+                    )
         if self.gateway.export.otlp.traces.enabled and not os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
             found.append(
                 (

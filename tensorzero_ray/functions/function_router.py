@@ -53,6 +53,7 @@ from tensorzero_ray.inference.schemas import SchemaValidator
 from tensorzero_ray.inference.templates import RenderLimits
 from tensorzero_ray.inference.tools import ToolCallValidator, ToolCatalog, check_tool_history
 from tensorzero_ray.inference.url_fetch import FetchPolicy
+from tensorzero_ray.rate_limiting import RateLimited, RateLimiter, RateLimitMissingMaxTokens
 from tensorzero_ray.store.dicl_examples import nearest_examples
 from tensorzero_ray.store.inference_rows import has_files, inference_rows, stored_input
 from tensorzero_ray.store.object_storage import FilesystemObjectStore, label_inline_files, pointer_blocks
@@ -113,11 +114,14 @@ class FunctionRouter:
         models: ModelRegistry | None = None,
         observability: ObservabilityClient | None = None,
         experiments: Any = None,
+        rate_limiter: RateLimiter | None = None,
     ):
         """`experiments`: the experiment controller (object or Serve handle) that publishes
-        adaptive experiments' states; without it they sample their candidates uniformly."""
+        adaptive experiments' states; without it they sample their candidates uniformly.
+        `rate_limiter`: this replica's, shared by its routers."""
         self.function_name = function_name
         self.observability = observability
+        self.rate_limiter = rate_limiter
         storage = config.object_storage
         self.object_store = (
             FilesystemObjectStore(storage.path) if storage is not None and storage.type == "filesystem" else None
@@ -267,6 +271,8 @@ class FunctionRouter:
             try:
                 with telemetry.tracer().start_as_current_span("variant_inference", attributes=attributes):
                     return name, await attempt(variant)
+            except (RateLimited, RateLimitMissingMaxTokens):
+                raise
             except TensorZeroError as exc:
                 errors[name] = exc
                 plan.failed(name, exc)
@@ -324,6 +330,8 @@ class FunctionRouter:
                 extra_body=request.extra_body,
                 extra_headers=request.extra_headers,
                 cache=self._cache(request),
+                rate_limiter=self.rate_limiter,
+                tags=request.tags,
             ),
         )
         episode_id = uuid.UUID(request.episode_id) if request.episode_id else uuid7()

@@ -11,6 +11,7 @@ from tensorzero_ray.config import Config
 from tensorzero_ray.errors import UnknownFunction
 from tensorzero_ray.functions.function_router import DEFAULT_FUNCTION, FunctionRouter
 from tensorzero_ray.inference.model import ModelRegistry
+from tensorzero_ray.rate_limiting import RateLimiter, shared_ledger
 from tensorzero_ray.store.observability import ObservabilityClient
 from tensorzero_ray.types import InferenceRequest, InferenceResponse
 from tensorzero_ray.types.batch import BatchStarted, BatchStatus
@@ -45,10 +46,14 @@ class LocalRouters:
         observability: ObservabilityClient | None = None,
         local_models: dict[str, Any] | None = None,
         experiments: Any = None,
+        rate_limiter: RateLimiter | None = None,
     ):
+        """`rate_limiter`: by default one on the shared ledger (rate_limiting/ledger.py)."""
         models = model_registry(config, local_models)
+        if rate_limiter is None and config.rate_limiting.enabled and config.rate_limiting.rules:
+            rate_limiter = RateLimiter(config.rate_limiting, shared_ledger())
         self._routers = {
-            name: FunctionRouter(config, name, models, observability, experiments)
+            name: FunctionRouter(config, name, models, observability, experiments, rate_limiter)
             for name in [*config.functions, DEFAULT_FUNCTION]
         }
 

@@ -49,6 +49,17 @@ class RequestExtras:
     extra_headers: list[ExtraHeaderEntry] = field(default_factory=list)
     # The request's view of the inference cache (inference/cache.py), when it uses one.
     cache: Any = None
+    # Rate limits (rate_limiting/): this replica's limiter and the tags that scope the request.
+    rate_limiter: Any = None
+    tags: dict[str, str] = field(default_factory=dict)
+
+    async def reserve(self, request: ModelInferenceRequest):
+        """A reservation of the request's share of every rate limit it falls under (429 when
+        one has nothing left), or None without limits."""
+        if self.rate_limiter is None or not self.rate_limiter.active:
+            return None
+        chars = len(request.system or "") + len(orjson.dumps([m.model_dump(mode="json") for m in request.messages]))
+        return await self.rate_limiter.reserve(self.tags, chars, request.max_tokens)
 
     def context(self, variant: str | None, model: str, provider: str) -> CallContext:
         def applies(entry) -> bool:
@@ -152,6 +163,19 @@ class Model:
                 raise Timeout(f"Model {self.name} timed out") from None
 
     async def _infer_in_order(self, request, extras, variant) -> ModelInferenceResult:
+        reservation = await extras.reserve(request)
+        try:
+            result = await self._infer_providers(request, extras, variant)
+        except BaseException:
+            if reservation is not None:
+                reservation.release()
+            raise
+        if reservation is not None:
+            usage = result.usage
+            reservation.settle(None if usage.input_tokens is None else usage.input_tokens + (usage.output_tokens or 0))
+        return result
+
+    async def _infer_providers(self, request, extras, variant) -> ModelInferenceResult:
         errors: dict[str, TensorZeroError] = {}
         for index, provider_name, provider in self._attempts(errors):
             ctx = extras.context(variant, self.name, provider_name)
@@ -229,6 +253,16 @@ class Model:
                 raise Timeout(f"Model {self.name} timed out before its first token") from None
 
     async def _stream_in_order(self, request, extras, variant) -> "ModelStream":
+        # A stream keeps its estimate: its usage is known only when it ends.
+        reservation = await extras.reserve(request)
+        try:
+            return await self._stream_providers(request, extras, variant)
+        except BaseException:
+            if reservation is not None:
+                reservation.release()
+            raise
+
+    async def _stream_providers(self, request, extras, variant) -> "ModelStream":
         errors: dict[str, TensorZeroError] = {}
         for index, provider_name, provider in self._attempts(errors):
             ctx = extras.context(variant, self.name, provider_name)
