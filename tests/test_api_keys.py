@@ -192,3 +192,20 @@ async def test_keys_from_the_ui(gateway, ui_post):
     assert disabled.status_code == 303
     row = next(line for line in (await gateway.get("/ui/api-keys")).text.splitlines() if public_id in line)
     assert "disabled" in row
+
+
+async def test_in_cluster_handle_methods_need_no_key(config, storage, writer):
+    """The Gateway's handle methods (in-cluster clients) came through Ray's authentication."""
+    from tensorzero_ray.serve.gateway import Gateway
+
+    protected = config.model_copy(deep=True)
+    protected.gateway.auth.enabled = True
+    gateway = Gateway(protected, storage=storage, writer=writer)
+    status, body = await gateway.request("POST", "/v1/inferences/list_inferences", {"limit": 1})
+    assert status == 200, body
+    answer = await gateway.inference({"model_name": "good", "input": HELLO})
+    assert answer["content"][0]["text"]
+    app = gateway.__serve_build_asgi_app__()
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=GATEWAY_ORIGIN) as http:
+        outside = await http.post("/v1/inferences/list_inferences", json={"limit": 1})
+    assert outside.status_code == 401, "the same app over HTTP still needs a key"

@@ -6,6 +6,7 @@ stores (`tensorzero::api_key_public_id`)."""
 from __future__ import annotations
 
 import html
+import secrets
 from http.cookies import SimpleCookie
 from urllib.parse import parse_qsl, quote, urlsplit
 
@@ -21,15 +22,20 @@ OPEN_PATHS = frozenset({"/health", "/status"})
 SESSION_COOKIE = "tzray_session"
 LOGIN = "/ui/login"
 MAX_LOGIN_BODY = 16 * 1024
+INTERNAL_HEADER = "x-tensorzero-ray-internal"
 
 
 class Authentication:
     """Pure ASGI middleware, outermost: nothing runs for a request without a valid key."""
 
-    def __init__(self, app: ASGIApp, keys: ApiKeys, errors: ErrorResponses):
+    def __init__(self, app: ASGIApp, keys: ApiKeys, errors: ErrorResponses, internal_token: str):
+        """`internal_token`: what the replica's own in-process client (the Gateway's handle
+        methods, reached through Ray's authentication) sends in `INTERNAL_HEADER`; it never
+        leaves the process."""
         self.app = app
         self.keys = keys
         self.errors = errors
+        self.internal = internal_token
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
@@ -37,6 +43,9 @@ class Authentication:
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
+        if secrets.compare_digest(headers.get(INTERNAL_HEADER, ""), self.internal):
+            await self.app(scope, receive, send)
+            return
         if path == LOGIN or path.startswith("/ui/static/"):
             if path == LOGIN:
                 await self._login(scope, receive, send, headers)

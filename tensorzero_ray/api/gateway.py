@@ -4,6 +4,7 @@ them to the FunctionRouters, and shapes errors as TensorZero does (spec §1.0)."
 from __future__ import annotations
 
 import hashlib
+import secrets
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -77,16 +78,18 @@ def create_app(
     # Added first, so it runs inside admission control.
     app.add_middleware(HotPaths, handlers=hot, on_error=errors.native)
     app.add_middleware(Admission, shedder=shedder)
-    telemetry.configure(config.gateway.export.otlp.traces)
-    app.add_middleware(Tracing)
+    if config.gateway.export.otlp.traces.enabled:
+        telemetry.configure(config.gateway.export.otlp.traces)
+        app.add_middleware(Tracing)
     # Keys can be made before auth is turned on; with it on, they are checked outermost.
     app.state.api_keys = keys = None
+    app.state.internal_token = secrets.token_urlsafe(32)
     if observability is not None:
         app.state.api_keys = keys = ApiKeys(observability, ttl_s=_auth_ttl_s(config))
     if config.gateway.auth.enabled:
         if keys is None:
             raise ValueError("`gateway.auth.enabled` needs observability on: API keys are stored in ClickHouse")
-        app.add_middleware(Authentication, keys=keys, errors=errors)
+        app.add_middleware(Authentication, keys=keys, errors=errors, internal_token=app.state.internal_token)
     hashed = config_hash(config)
     feedback = FeedbackService(config, observability)
     app.state.routers = routers

@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 
+from tensorzero_ray.api.authentication import INTERNAL_HEADER
 from tensorzero_ray.api.gateway import create_app
 from tensorzero_ray.api.http_io import parse_body, parse_inference_request
 from tensorzero_ray.config import Config
@@ -42,7 +43,12 @@ class Gateway:
         self._app = create_app(
             config, self._routers, observability, ui, experiments=experiments, local_models=local_models
         )
-        self._in_process = httpx.AsyncClient(transport=httpx.ASGITransport(app=self._app), base_url="http://gateway")
+        # Callers of the handle methods passed Ray's authentication; API keys are for HTTP.
+        self._in_process = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=self._app),
+            base_url="http://gateway",
+            headers={INTERNAL_HEADER: self._app.state.internal_token},
+        )
 
     def __serve_build_asgi_app__(self):
         return self._app
