@@ -77,3 +77,37 @@ async def test_metrics_count_what_every_replica_stored(replicas, writer):
     assert grew("tensorzero_inference_latency_seconds_bucket", **default, variant_name="good", le="+Inf") == 3
     assert value(after, "tensorzero_writer_buffered_rows") == 0
     assert value(after, "tensorzero_clickhouse_up") == 1
+
+
+def test_the_series_reach_rays_own_metrics(tzray_up):
+    """Each replica counts what it serves in Ray's metrics; the node's Prometheus endpoint
+    (what Ray's dashboard reads) shows them as `ray_tensorzero_*`."""
+    import subprocess
+    import sys
+    import time
+
+    url = tzray_up[0]
+    body = {
+        "function_name": "chat",
+        "input": {"system": {"assistant_name": "Ada"}, "messages": [{"role": "user", "content": "Hi"}]},
+    }
+    answer = httpx.post(f"{url}/inference", json=body, timeout=60)
+    assert answer.status_code == 200, answer.text
+    script = "import ray; ray.init(address='auto', logging_level='ERROR'); print(ray.nodes()[0]['MetricsExportPort'])"
+    found = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    port = int(found.stdout.strip().splitlines()[-1])
+    deadline = time.monotonic() + 60
+    while True:
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+        if "ray_tensorzero_inferences_total{" in text and 'function_name="chat"' in text:
+            break
+        assert time.monotonic() < deadline, "Ray never exported the tensorzero series"
+        time.sleep(1)  # Ray exports on its own interval: nothing to await from outside
+    parsed = samples(text)
+    chat = [
+        v
+        for (name, labels), v in parsed.items()
+        if name == "ray_tensorzero_inferences_total" and ("function_name", "chat") in labels
+    ]
+    assert sum(chat) >= 1
+    assert any(name.startswith("ray_tensorzero_inference_latency_seconds") for name, _ in parsed)

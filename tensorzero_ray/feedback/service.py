@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from tensorzero_ray import telemetry
+from tensorzero_ray import ray_metrics, telemetry
 from tensorzero_ray.auth.request_key import stamp
 from tensorzero_ray.config import Config
 from tensorzero_ray.config.functions import ChatFunctionConfig, JsonFunctionConfig
@@ -72,7 +72,9 @@ class FeedbackService:
         if target is not None:
             attributes["inference_id" if request.inference_id is not None else "episode_id"] = str(target)
         with telemetry.tracer().start_as_current_span("feedback", attributes=attributes):
-            return await self._submit(request)
+            feedback_id = await self._submit(request)
+        ray_metrics.record_feedback(request.metric_name)
+        return feedback_id
 
     async def _submit(self, request: FeedbackRequest) -> uuid.UUID:
         if self.observability is None:

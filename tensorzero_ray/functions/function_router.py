@@ -20,7 +20,7 @@ from jsonschema.exceptions import SchemaError
 from opentelemetry import trace
 from pydantic import TypeAdapter, ValidationError
 
-from tensorzero_ray import telemetry
+from tensorzero_ray import ray_metrics, telemetry
 from tensorzero_ray.config import Config
 from tensorzero_ray.config.functions import DEFAULT_FUNCTION, JsonFunctionConfig
 from tensorzero_ray.config.variants import (
@@ -478,7 +478,10 @@ class FunctionRouter:
     async def _record(
         self, request, plan: VariantPlan, variant_name: str, output, results, ttft_ms: int | None = None
     ) -> None:
-        if self.observability is None or request.dryrun:
+        if request.dryrun:
+            return
+        ray_metrics.record_inference(self.function_name, variant_name, results, time.monotonic() - plan.started)
+        if self.observability is None:
             return
         rows = partial(
             inference_rows,

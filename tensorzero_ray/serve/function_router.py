@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tensorzero_ray import ray_metrics
 from tensorzero_ray.config import Config
 from tensorzero_ray.functions.function_router import FunctionRouter
 from tensorzero_ray.functions.routers import model_registry
@@ -23,6 +24,7 @@ class FunctionRouterReplica(FunctionRouter):
         local_models: dict[str, Any] | None = None,
         experiments: Any = None,
     ):
+        ray_metrics.enable()
         models = model_registry(config, local_models)
         observability = observability_client(storage, writer)
         super().__init__(config, function_name, models, observability, experiments)

@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 
+from tensorzero_ray import ray_metrics
 from tensorzero_ray.api.authentication import INTERNAL_HEADER
 from tensorzero_ray.api.gateway import create_app
 from tensorzero_ray.api.http_io import parse_body, parse_inference_request
@@ -35,6 +36,7 @@ class Gateway:
         ui: Any = None,
         experiments: Any = None,
     ):
+        ray_metrics.enable()
         observability = self._observability = observability_client(storage, writer)
         if router_handles:
             self._routers = DeploymentRouters(router_handles)
