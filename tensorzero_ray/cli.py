@@ -85,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     migrate.add_argument("--config", required=True)
 
     args = parser.parse_args(argv)
+    if args.command in ("status", "keys", "down"):
+        _token_for_ray_clients()
     if args.command == "validate":
         return validate(args.config)
     if args.command == "up":
@@ -207,6 +209,14 @@ def _connect(args, token_auth: bool) -> bool:
     )
     ray.init(address="auto", logging_level="ERROR", log_to_driver=False)
     return True
+
+
+def _token_for_ray_clients() -> None:
+    """Commands that join a running head use the token `tzray up` made, as `ray job submit`
+    does, from a shell that never set RAY_AUTH_MODE; set before Ray is imported, which reads it
+    once."""
+    if "RAY_AUTH_MODE" not in os.environ and (Path.home() / ".ray" / "auth_token").is_file():
+        os.environ["RAY_AUTH_MODE"] = "token"
 
 
 def _use_ray_token() -> bool:

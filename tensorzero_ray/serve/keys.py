@@ -3,14 +3,13 @@ reached with Ray's own authentication, so the first key needs no key."""
 
 from __future__ import annotations
 
-import os
+import logging
 import sys
 
 from tensorzero_ray.serve.app import APP_NAME
 
 
 def keys_command(args) -> int:
-    os.environ.setdefault("RAY_AUTH_MODE", "token")
     import ray
     from ray import serve
 
@@ -22,6 +21,8 @@ def keys_command(args) -> int:
     if APP_NAME not in serve.status().applications:
         print("tensorzero-ray is not deployed on this cluster (`tzray up` deploys it)", file=sys.stderr)
         return 1
+    # Serve's own INFO lines are not this command's output.
+    logging.getLogger("ray.serve").setLevel(logging.WARNING)
     gateway = serve.get_deployment_handle("Gateway", APP_NAME)
     try:
         if args.keys_command == "create":
