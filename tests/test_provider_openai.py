@@ -11,8 +11,11 @@ import orjson
 import pytest
 from pydantic import TypeAdapter
 
+from tensorzero_ray.config import load_config
 from tensorzero_ray.config.models import ProviderConfig
 from tensorzero_ray.errors import ProviderError
+from tensorzero_ray.functions.routers import model_registry
+from tensorzero_ray.inference.model import RequestExtras
 from tensorzero_ray.providers import PROVIDERS, CallContext, base, build_provider
 from tensorzero_ray.types import ExtraBodyEntry, FinishReason, Text, TextChunk, ToolCall, ToolCallChunk, ToolResult
 from tensorzero_ray.types.model import ModelInferenceRequest, RequestMessage, ToolDefinition, ToolSettings
@@ -298,3 +301,27 @@ async def test_calls_go_through_the_proxy_the_environment_names(openai_mock, mon
         proxy.close()
     assert response.content == [Text(text="Hello from the mock")]
     assert seen == [f"POST {openai_mock.url}/v1/chat/completions HTTP/1.1".encode()]
+
+
+async def test_provider_type_defaults_supply_the_credential_location(openai_mock, tmp_path):
+    path = tmp_path / "tensorzero.toml"
+    path.write_text(
+        f"""
+[provider_types.openai.defaults]
+api_key_location = "dynamic::team_key"
+
+[models.gpt]
+routing = ["openai"]
+[models.gpt.providers.openai]
+type = "openai"
+model_name = "gpt-ok"
+api_base = "{openai_mock.url}/v1/"
+"""
+    )
+    registry = model_registry(load_config(path))
+    hello = ModelInferenceRequest(messages=[RequestMessage(role="user", content=[Text(text="Hi")])])
+    await registry.get("gpt").infer(hello, RequestExtras(credentials={"team_key": openai_mock.api_key}))
+    assert openai_mock.last()["headers"]["authorization"] == f"Bearer {openai_mock.api_key}"
+    shorthand = registry.get("openai::gpt-4o-mini").providers[0][1]
+    assert shorthand.api_key("env::OPENAI_API_KEY", CallContext(credentials={"team_key": "k-123"})) == "k-123"
+    await registry.aclose()

@@ -200,7 +200,7 @@ def _model_problems(config: Config) -> list[Problem]:
             if isinstance(provider, GCPVertexProviderBase):
                 found += [
                     (("models", name, "providers", provider_name, *loc), message)
-                    for loc, message in _gcp_credential_problems(provider)
+                    for loc, message in _gcp_credential_problems(provider, config.provider_types.get(provider.type))
                 ]
     for name, model in config.embedding_models.items():
         for index, provider in enumerate(model.routing):
@@ -224,7 +224,7 @@ def _aws_problems(provider: AWSProviderBase) -> list[Problem]:
     return found
 
 
-def _gcp_credential_problems(provider: GCPVertexProviderBase) -> list[Problem]:
+def _gcp_credential_problems(provider: GCPVertexProviderBase, type_config: Any) -> list[Problem]:
     """Credentials that can be read at start-up must work; the message never shows them."""
     from tensorzero_ray.providers.gcp_credentials import (
         DEFAULT_CREDENTIAL_LOCATION,
@@ -233,7 +233,8 @@ def _gcp_credential_problems(provider: GCPVertexProviderBase) -> list[Problem]:
     )
 
     try:
-        check_credential_location(provider.credential_location or DEFAULT_CREDENTIAL_LOCATION)
+        type_default = type_config.defaults.credential_location if type_config is not None else None
+        check_credential_location(provider.credential_location or type_default or DEFAULT_CREDENTIAL_LOCATION)
     except CredentialsProblem as exc:
         return [(("credential_location",), f"unusable credentials: {exc}")]
     return []

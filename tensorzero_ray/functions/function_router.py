@@ -129,7 +129,9 @@ class FunctionRouter:
         fetch = self.object_store is not None or config.gateway.fetch_and_encode_input_files_before_inference
         self.files = FileResolver(fetch_urls=fetch, policy=FetchPolicy(config.gateway.security.fetch_allowed_hosts))
         self.models = models or ModelRegistry(
-            config.models, outbound_timeout_s=config.gateway.global_outbound_http_timeout_ms / 1000
+            config.models,
+            outbound_timeout_s=config.gateway.global_outbound_http_timeout_ms / 1000,
+            provider_types=config.provider_types,
         )
         self._fs_base = config.gateway.template_filesystem_access.root()
         self.embedding_models = EmbeddingRegistry(

@@ -20,7 +20,9 @@ from tensorzero_ray.types.batch import BatchStarted, BatchStatus
 def model_registry(config: Config, local_models: dict[str, Any] | None = None) -> ModelRegistry:
     """One registry per process; `local_models` are the handles of the LocalModel deployments."""
     timeout_s = config.gateway.global_outbound_http_timeout_ms / 1000
-    return ModelRegistry(config.models, outbound_timeout_s=timeout_s, local_models=local_models)
+    return ModelRegistry(
+        config.models, outbound_timeout_s=timeout_s, local_models=local_models, provider_types=config.provider_types
+    )
 
 
 class Routers(Protocol):

@@ -108,7 +108,9 @@ class Model:
         *,
         outbound_timeout_s: float = 900.0,
         local_models: dict[str, Any] | None = None,
+        provider_types: dict[str, Any] | None = None,
     ):
+        """`provider_types`: `[provider_types]`, whose `defaults` fill in credential locations."""
         self.name = name
         self.config = config
         self.providers: list[tuple[str, Provider]] = []
@@ -117,7 +119,14 @@ class Model:
             handle = None
             if isinstance(provider_config, RayServeProviderConfig):
                 handle = (local_models or {}).get(local_deployment_name(name, provider_name, provider_config))
-            provider = build_provider(provider_name, provider_config, timeout_s=outbound_timeout_s, local_handle=handle)
+            type_config = (provider_types or {}).get(provider_config.type)
+            provider = build_provider(
+                provider_name,
+                provider_config,
+                timeout_s=outbound_timeout_s,
+                local_handle=handle,
+                type_defaults=type_config.defaults if type_config is not None else None,
+            )
             self.providers.append((provider_name, provider))
         self.health = ProviderHealth(name, config) if config.tracks_health else None
 
@@ -585,10 +594,12 @@ class ModelRegistry:
         *,
         outbound_timeout_s: float = 900.0,
         local_models: dict[str, Any] | None = None,
+        provider_types: dict[str, Any] | None = None,
     ):
         self._configs = models
         self._timeout_s = outbound_timeout_s
         self.local_models = local_models or {}
+        self._provider_types = provider_types or {}
         self._models: dict[str, Model] = {}
 
     def get(self, name: str) -> Model | None:
@@ -598,7 +609,11 @@ class ModelRegistry:
             if config is None:
                 return None
             model = self._models[name] = Model(
-                name, config, outbound_timeout_s=self._timeout_s, local_models=self.local_models
+                name,
+                config,
+                outbound_timeout_s=self._timeout_s,
+                local_models=self.local_models,
+                provider_types=self._provider_types,
             )
         return model
 

@@ -58,17 +58,24 @@ PROVIDERS: dict[str, type[Provider]] = {
 }
 
 
-def build_provider(name: str, config: Any, *, timeout_s: float, local_handle: Any = None) -> Provider:
-    """`local_handle`: the Serve handle of the deployment hosting a `ray_serve` provider."""
+def build_provider(
+    name: str, config: Any, *, timeout_s: float, local_handle: Any = None, type_defaults: Any = None
+) -> Provider:
+    """`local_handle`: the Serve handle of the deployment hosting a `ray_serve` provider.
+    `type_defaults`: `[provider_types.<type>.defaults]`, the credential location used where
+    the provider names none."""
     try:
         cls = PROVIDERS[config.type]
     except KeyError:
         raise ValueError(f"provider type `{config.type}` is not supported") from None
     if cls is RayServeProvider:
-        return RayServeProvider(name, config, timeout_s=timeout_s, handle=local_handle)
-    if config.type == "openai" and getattr(config, "api_type", None) == "responses":
-        return OpenAIResponsesProvider(name, config, timeout_s=timeout_s)
-    return cls(name, config, timeout_s=timeout_s)
+        provider: Provider = RayServeProvider(name, config, timeout_s=timeout_s, handle=local_handle)
+    elif config.type == "openai" and getattr(config, "api_type", None) == "responses":
+        provider = OpenAIResponsesProvider(name, config, timeout_s=timeout_s)
+    else:
+        provider = cls(name, config, timeout_s=timeout_s)
+    provider.type_defaults = type_defaults
+    return provider
 
 
 __all__ = ["CallContext", "PROVIDERS", "Provider", "build_provider"]

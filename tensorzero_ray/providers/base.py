@@ -44,6 +44,7 @@ class Provider(abc.ABC):
         self.config = config
         self._timeout_s = timeout_s
         self._session: aiohttp.ClientSession | None = None
+        self.type_defaults: Any = None
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -91,7 +92,9 @@ class Provider(abc.ABC):
         raise UnsupportedModelProviderForBatchInference(f"Provider type `{self.provider_type}` cannot poll batches")
 
     def api_key(self, default: CredentialLocation, ctx: CallContext) -> str | None:
-        location = self.config.api_key_location or default
+        """The provider's own location, else `[provider_types.<type>.defaults]`, else the type's."""
+        type_default = getattr(self.type_defaults, "api_key_location", None)
+        location = self.config.api_key_location or type_default or default
         secret = resolve_credential(location, ctx.credentials, self.provider_type)
         return None if secret is None else secret.get_secret_value()
 

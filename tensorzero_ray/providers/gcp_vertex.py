@@ -12,6 +12,7 @@ class VertexEndpoint:
 
     provider_type: str
     config: object
+    type_defaults: object
     _tokens: GCPTokens | None = None
 
     def vertex_url(self, publisher: str, method: str) -> str:
@@ -26,7 +27,8 @@ class VertexEndpoint:
 
     async def bearer_headers(self, ctx: CallContext) -> dict[str, str]:
         if self._tokens is None:
-            location = self.config.credential_location or DEFAULT_CREDENTIAL_LOCATION
+            type_default = getattr(self.type_defaults, "credential_location", None)
+            location = self.config.credential_location or type_default or DEFAULT_CREDENTIAL_LOCATION
             self._tokens = GCPTokens(location, self.provider_type)
         token = await self._tokens.token(ctx.credentials)
         return {"content-type": "application/json", "authorization": f"Bearer {token}"}
