@@ -15,6 +15,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -28,7 +29,13 @@ ENDPOINT_VARIABLE = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
 PROTOCOL_VARIABLE = "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"
 _NOOP = trace.NoOpTracer()
 _lock = threading.Lock()
-_state: dict[str, Any] = {"tracer": _NOOP, "provider": None, "exporter": None, "include_content": False}
+_state: dict[str, Any] = {
+    "tracer": _NOOP,
+    "provider": None,
+    "exporter": None,
+    "include_content": False,
+    "openinference": False,
+}
 
 
 class CountingExporter(SpanExporter):
@@ -86,6 +93,7 @@ def configure(traces) -> None:
             exporter=exporter,
             tracer=provider.get_tracer("tensorzero_ray", __version__),
             include_content=bool(traces.include_content),
+            openinference=traces.format == "openinference",
         )
 
 
@@ -106,3 +114,59 @@ def dropped_spans() -> int | None:
 def flush(timeout_s: float = 10.0) -> bool:
     provider = _state["provider"]
     return True if provider is None else provider.force_flush(int(timeout_s * 1000))
+
+
+def function_attributes() -> dict[str, Any]:
+    return {"openinference.span.kind": "CHAIN"} if _state["openinference"] else {}
+
+
+def provider_attributes(provider_name: str, system: str, model: str, request, stream: bool) -> dict[str, Any]:
+    """A provider span's request attributes: the GenAI semantic conventions, or OpenInference's
+    (`format = "openinference"`). Prompt text only with `include_content`."""
+    attributes: dict[str, Any] = {"provider_name": provider_name, "stream": stream}
+    parameters = {"max_tokens": request.max_tokens, "temperature": request.temperature}
+    parameters = {k: v for k, v in parameters.items() if v is not None}
+    if _state["openinference"]:
+        attributes.update({"openinference.span.kind": "LLM", "llm.system": system, "llm.model_name": model})
+        if parameters:
+            attributes["llm.invocation_parameters"] = orjson.dumps(parameters).decode()
+        return attributes
+    attributes.update({"gen_ai.operation.name": "chat", "gen_ai.system": system, "gen_ai.request.model": model})
+    attributes.update({f"gen_ai.request.{k}": v for k, v in parameters.items()})
+    if _state["include_content"]:
+        if request.system is not None:
+            attributes["gen_ai.system_instructions"] = request.system
+        attributes["gen_ai.input.messages"] = orjson.dumps(
+            [m.model_dump(mode="json") for m in request.messages]
+        ).decode()
+    return attributes
+
+
+def provider_result_attributes(response) -> dict[str, Any]:
+    """Usage, finish reason and (with `include_content`) the answer, once the provider answered."""
+    usage = response.usage
+    tokens = {"input": usage.input_tokens, "output": usage.output_tokens}
+    if usage.input_tokens is not None and usage.output_tokens is not None:
+        tokens["total"] = usage.input_tokens + usage.output_tokens
+    tokens = {k: v for k, v in tokens.items() if v is not None}
+    if _state["openinference"]:
+        names = {"input": "prompt", "output": "completion", "total": "total"}
+        attributes = {f"llm.token_count.{names[k]}": v for k, v in tokens.items()}
+        if _state["include_content"]:
+            attributes.update(
+                {
+                    "input.mime_type": "application/json",
+                    "input.value": response.raw_request,
+                    "output.mime_type": "application/json",
+                    "output.value": response.raw_response,
+                }
+            )
+        return attributes
+    attributes = {f"gen_ai.usage.{k}_tokens": v for k, v in tokens.items()}
+    if response.finish_reason is not None:
+        attributes["gen_ai.response.finish_reasons"] = [response.finish_reason.value]
+    if _state["include_content"]:
+        attributes["gen_ai.output.messages"] = orjson.dumps(
+            [b.model_dump(mode="json") for b in response.content]
+        ).decode()
+    return attributes

@@ -74,9 +74,10 @@ model = "good"
 """
 
 
-def run_gateway(tmp_path, endpoint: str, protocol: str, include_content: bool = False) -> dict:
+def run_gateway(tmp_path, endpoint: str, protocol: str, include_content: bool = False, format: str = "") -> dict:
     config = tmp_path / "tensorzero.toml"
-    config.write_text(CONFIG.replace("{content}", f"include_content = {str(include_content).lower()}"))
+    settings = f"include_content = {str(include_content).lower()}" + (f'\nformat = "{format}"' if format else "")
+    config.write_text(CONFIG.replace("{content}", settings))
     env = {
         **os.environ,
         "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": endpoint,
@@ -151,3 +152,18 @@ def test_a_collector_that_is_down_costs_nothing_but_the_spans(tmp_path):
     result = run_gateway(tmp_path, f"http://127.0.0.1:{free_port()}/v1/traces", "http/protobuf")
     assert result["statuses"] == [200, 200]
     assert result["dropped"] > 0
+
+
+def test_openinference_attributes(receiver, tmp_path):
+    result = run_gateway(
+        tmp_path, f"{receiver.url}/v1/traces", "http/protobuf", include_content=True, format="openinference"
+    )
+    assert result["dropped"] == 0
+    spans = by_name(receiver.spans)
+    assert spans["function_inference"][0]["attributes"]["openinference.span.kind"] == "CHAIN"
+    provider = next(s for s in spans["model_provider_inference"] if not s["attributes"]["stream"])["attributes"]
+    assert provider["openinference.span.kind"] == "LLM"
+    assert (provider["llm.system"], provider["llm.model_name"]) == ("dummy", "good")
+    assert provider["llm.token_count.prompt"] == 10 and provider["llm.token_count.total"] > 10
+    assert provider["input.mime_type"] == "application/json" and provider["input.value"] and provider["output.value"]
+    assert "gen_ai.system" not in provider

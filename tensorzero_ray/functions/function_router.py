@@ -229,7 +229,9 @@ class FunctionRouter:
     # --- the two entry points -------------------------------------------------------------
 
     async def infer(self, request: InferenceRequest) -> InferenceResponse:
-        with telemetry.tracer().start_as_current_span("function_inference") as span:
+        with telemetry.tracer().start_as_current_span(
+            "function_inference", attributes=telemetry.function_attributes()
+        ) as span:
             request = await self._with_files(request)
             if self.follower is not None and not self.follower.synced:
                 await self.follower.ready()
@@ -247,7 +249,7 @@ class FunctionRouter:
         error events."""
         # The span covers choosing a variant and starting its stream: a generator may resume in
         # another context, so it is not left current across yields.
-        span = telemetry.tracer().start_span("function_inference")
+        span = telemetry.tracer().start_span("function_inference", attributes=telemetry.function_attributes())
         try:
             with trace.use_span(span, end_on_exit=False):
                 request = await self._with_files(request)

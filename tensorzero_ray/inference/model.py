@@ -196,7 +196,7 @@ class Model:
                 with _provider_span(provider_name, provider, self.name, request, stream=False) as span:
                     async with asyncio.timeout(_seconds(provider.config.timeouts.non_streaming.total_ms)):
                         response = await provider.infer(for_provider(request, provider), ctx)
-                    _genai_response(span, response.usage, response.finish_reason, response.content)
+                    _genai_response(span, response)
             except TimeoutError:
                 errors[provider_name] = ProviderError(
                     f"Model provider {provider_name} timed out", provider_type=provider.provider_type, status_code=408
@@ -504,43 +504,13 @@ def _json_or_none(text: str) -> Any:
 
 
 def _provider_span(provider_name: str, provider: Provider, model_name: str, request, stream: bool):
-    """`model_provider_inference`, with the GenAI semantic conventions' request attributes;
-    prompt text only with `include_content`."""
-    attributes: dict[str, Any] = {
-        "provider_name": provider_name,
-        "stream": stream,
-        "gen_ai.operation.name": "chat",
-        "gen_ai.system": provider.provider_type,
-        "gen_ai.request.model": getattr(provider.config, "model_name", None) or model_name,
-    }
-    for key, value in (
-        ("gen_ai.request.max_tokens", request.max_tokens),
-        ("gen_ai.request.temperature", request.temperature),
-    ):
-        if value is not None:
-            attributes[key] = value
-    if telemetry.include_content():
-        if request.system is not None:
-            attributes["gen_ai.system_instructions"] = request.system
-        attributes["gen_ai.input.messages"] = orjson.dumps(
-            [m.model_dump(mode="json") for m in request.messages]
-        ).decode()
+    model = getattr(provider.config, "model_name", None) or model_name
+    attributes = telemetry.provider_attributes(provider_name, provider.provider_type, model, request, stream)
     return telemetry.tracer().start_as_current_span("model_provider_inference", attributes=attributes)
 
 
-def _genai_response(span, usage: Usage, finish_reason, content: list) -> None:
-    if usage.input_tokens is not None:
-        span.set_attribute("gen_ai.usage.input_tokens", usage.input_tokens)
-    if usage.output_tokens is not None:
-        span.set_attribute("gen_ai.usage.output_tokens", usage.output_tokens)
-    if usage.input_tokens is not None and usage.output_tokens is not None:
-        span.set_attribute("gen_ai.usage.total_tokens", usage.input_tokens + usage.output_tokens)
-    if finish_reason is not None:
-        span.set_attribute("gen_ai.response.finish_reasons", [finish_reason.value])
-    if telemetry.include_content():
-        span.set_attribute(
-            "gen_ai.output.messages", orjson.dumps([b.model_dump(mode="json") for b in content]).decode()
-        )
+def _genai_response(span, response) -> None:
+    span.set_attributes(telemetry.provider_result_attributes(response))
 
 
 def _provider_fault(error: TensorZeroError) -> bool:
