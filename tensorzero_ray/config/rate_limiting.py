@@ -98,7 +98,3 @@ class RateLimitingConfig(Strict):
     enabled: bool = True
     default_cost: float = 1.0
     rules: list[RateLimitRule] = Field(default_factory=list)
-
-
-def limited_tokens(config: RateLimitingConfig) -> bool:
-    return config.enabled and any(limit.resource == "tokens" for rule in config.rules for limit in rule.limits)

@@ -38,9 +38,6 @@ class BucketLedger:
         bucket = self._level(key, capacity, refill_per_s)
         bucket[0] = min(capacity, bucket[0] + amount)
 
-    def levels(self) -> dict[str, float]:
-        return {key: bucket[0] for key, bucket in self._buckets.items()}
-
 
 class LocalLedger:
     """The ledger in this process, behind the same awaitable calls as the actor."""
