@@ -135,9 +135,9 @@ BROKEN = [
         id="auth-not-silently-off",
     ),
     pytest.param(
-        BASE + "[[rate_limiting.rules]]\ncost_per_day = 10\npriority = 1\n",
-        "rate_limiting.rules.0.cost_per_day: cost limits are not enforced by tensorzero-ray yet",
-        id="cost-limits-not-silently-ignored",
+        BASE + "[[rate_limiting.rules]]\nrequests_per_day = 10\npriority = 1\n",
+        "rate_limiting.rules.0: unknown key `requests_per_day`",
+        id="rate-limit-unknown-key",
     ),
     pytest.param(
         BASE + "[gateway.export.otlp.traces]\nenabled = true\n",

@@ -142,10 +142,21 @@ always = true
     assert statuses.count(429) == 90
 
 
-def test_cost_limits_and_bad_rules_are_refused_at_start_up(tmp_path, openai_mock):
-    cost = "[[rate_limiting.rules]]\ncost_per_day = 5\nalways = true\n"
-    with pytest.raises(ConfigError, match="cost limits are not enforced"):
-        load_config(write_config(tmp_path, openai_mock, cost))
+async def test_cost_limits_reserve_the_default_cost_when_the_cost_is_unknown(tmp_path, openai_mock):
+    rules = """
+[rate_limiting]
+default_cost = 0.25
+[[rate_limiting.rules]]
+cost_per_day = 1.0
+always = true
+"""
+    config = load_config(write_config(tmp_path, openai_mock, rules))
+    (client,) = await replicas(config, LocalLedger(), count=1)
+    # The provider has no `cost` config: each call keeps its 0.25 estimate.
+    assert [(await call(client)).status_code for _ in range(5)] == [200, 200, 200, 200, 429]
+
+
+def test_bad_rules_are_refused_at_start_up(tmp_path, openai_mock):
     unknown = "[[rate_limiting.rules]]\nrequests_per_day = 5\nalways = true\n"
     with pytest.raises(ConfigError, match="unknown key `requests_per_day`"):
         load_config(write_config(tmp_path, openai_mock, unknown))

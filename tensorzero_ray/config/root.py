@@ -102,16 +102,6 @@ class Config(Strict):
             and not self.object_storage.path
         ):
             found.append((("object_storage", "path"), "`filesystem` object storage needs `path`"))
-        for index, rule in enumerate(self.rate_limiting.rules):
-            for limit in rule.limits:
-                if limit.resource == "cost":
-                    found.append(
-                        (
-                            ("rate_limiting", "rules", str(index), limit.name),
-                            "cost limits are not enforced by tensorzero-ray yet, and a limit that looks set but is "
-                            "not would be worse than none: use `model_inferences` or `tokens` limits",
-                        )
-                    )
         if self.gateway.export.otlp.traces.enabled and not os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
             found.append(
                 (

@@ -181,7 +181,8 @@ class Model:
             raise
         if reservation is not None:
             usage = result.usage
-            reservation.settle(None if usage.input_tokens is None else usage.input_tokens + (usage.output_tokens or 0))
+            tokens = None if usage.input_tokens is None else usage.input_tokens + (usage.output_tokens or 0)
+            reservation.settle(tokens, usage.cost)
         return result
 
     async def _infer_providers(self, request, extras, variant) -> ModelInferenceResult:

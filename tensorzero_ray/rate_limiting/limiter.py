@@ -2,7 +2,8 @@
 priorities), and the capacity this replica holds of each, leased from the ledger in blocks of
 a twentieth of a bucket and given back when unused for a second. A request is checked
 against every bucket it draws on before anything is sent to a provider; its token estimate
-(input characters / 4 plus `max_tokens`) is settled against the real usage afterwards."""
+(input characters / 4 plus `max_tokens`) and its cost estimate (`default_cost`) are settled
+against the real usage and cost afterwards."""
 
 from __future__ import annotations
 
@@ -46,13 +47,14 @@ class Reservation:
     limiter: "RateLimiter"
     draws: list[Draw] = field(default_factory=list)
 
-    def settle(self, used_tokens: int | None) -> None:
-        """Real token usage in place of the estimate (unused estimate back, excess as debt)."""
-        if used_tokens is None:
-            return
+    def settle(self, used_tokens: int | None, cost: float | None) -> None:
+        """Real tokens and cost in place of the estimates (unused estimate back, excess as a
+        debt). Unknown usage or cost (no `cost` config on the provider) keeps the estimate."""
+        used = {"tokens": used_tokens, "cost": cost}
         for draw in self.draws:
-            if draw.limit.resource == "tokens":
-                self.limiter._held[draw.key][0] += draw.need - used_tokens
+            actual = used.get(draw.limit.resource)
+            if actual is not None:
+                self.limiter._held[draw.key][0] += draw.need - actual
 
     def release(self) -> None:
         """The call never reached a provider: everything back."""
@@ -63,6 +65,7 @@ class Reservation:
 class RateLimiter:
     def __init__(self, config: RateLimitingConfig, ledger):
         self.rules = config.rules if config.enabled else []
+        self.default_cost = config.default_cost
         self.ledger = ledger
         # bucket key -> [tokens held here, when last leased]
         self._held: dict[str, list[float]] = {}
@@ -87,6 +90,8 @@ class RateLimiter:
                             "(in `params` or on the variant) so its tokens can be reserved (RateLimitMissingMaxTokens)"
                         )
                     need = input_chars // 4 + max_tokens
+                elif limit.resource == "cost":
+                    need = self.default_cost
                 else:
                     need = 1
                 draws.append(Draw(f"{index}/{limit.name}/{scope}", limit, index, need))
