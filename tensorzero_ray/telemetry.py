@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
@@ -27,6 +28,8 @@ logger = logging.getLogger(__name__)
 
 ENDPOINT_VARIABLE = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
 PROTOCOL_VARIABLE = "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"
+MAX_ROUTED_TRACES = 10_000
+MAX_HEADER_SETS = 32
 _NOOP = trace.NoOpTracer()
 _lock = threading.Lock()
 _state: dict[str, Any] = {
@@ -38,27 +41,61 @@ _state: dict[str, Any] = {
 }
 
 
-class CountingExporter(SpanExporter):
-    """The OTLP exporter, counting the spans a failed export dropped."""
+class RoutingExporter(SpanExporter):
+    """OTLP exporters by export headers: the config's `extra_headers`, overridden per request by
+    `tensorzero-otlp-traces-extra-header-<name>` headers (registered for the request's trace by
+    the HTTP middleware). Counts the spans a failed export dropped."""
 
-    def __init__(self, inner: SpanExporter):
-        self.inner = inner
+    def __init__(self, make: Any, headers: dict[str, str]):
+        self._make = make
+        self._headers = headers
+        self._exporters: OrderedDict[tuple, SpanExporter] = OrderedDict()
+        self._by_trace: OrderedDict[int, dict[str, str]] = OrderedDict()
+        self._guard = threading.Lock()
         self.dropped = 0
 
+    def route(self, trace_id: int, headers: dict[str, str]) -> None:
+        with self._guard:
+            self._by_trace[trace_id] = headers
+            while len(self._by_trace) > MAX_ROUTED_TRACES:
+                self._by_trace.popitem(last=False)
+
+    def _exporter_for(self, headers: dict[str, str]) -> SpanExporter:
+        key = tuple(sorted(headers.items()))
+        exporter = self._exporters.get(key)
+        if exporter is None:
+            exporter = self._exporters[key] = self._make({**self._headers, **headers})
+            # A bounded set: callers choose these headers.
+            while len(self._exporters) > MAX_HEADER_SETS:
+                self._exporters.popitem(last=False)[1].shutdown()
+        self._exporters.move_to_end(key)
+        return exporter
+
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        try:
-            result = self.inner.export(spans)
-        except Exception:  # noqa: BLE001 - a collector's failure must never reach a request
-            result = SpanExportResult.FAILURE
-        if result is not SpanExportResult.SUCCESS:
-            self.dropped += len(spans)
+        groups: dict[tuple, list[ReadableSpan]] = {}
+        with self._guard:
+            for span in spans:
+                headers = self._by_trace.get(span.context.trace_id, {})
+                groups.setdefault(tuple(sorted(headers.items())), []).append(span)
+                if span.parent is None or span.kind == trace.SpanKind.SERVER:
+                    self._by_trace.pop(span.context.trace_id, None)
+        result = SpanExportResult.SUCCESS
+        for key, group in groups.items():
+            try:
+                done = self._exporter_for(dict(key)).export(group)
+            except Exception:  # noqa: BLE001 - a collector's failure must never reach a request
+                done = SpanExportResult.FAILURE
+            if done is not SpanExportResult.SUCCESS:
+                self.dropped += len(group)
+                result = done
         return result
 
     def shutdown(self) -> None:
-        self.inner.shutdown()
+        for exporter in self._exporters.values():
+            exporter.shutdown()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return self.inner.force_flush(timeout_millis)
+        return all(exporter.force_flush(timeout_millis) for exporter in self._exporters.values())
 
 
 def _exporter(protocol: str, endpoint: str, headers: dict[str, str]) -> SpanExporter:
@@ -84,7 +121,7 @@ def configure(traces) -> None:
         if not endpoint:
             raise ValueError(f"`gateway.export.otlp.traces.enabled` needs {ENDPOINT_VARIABLE} (the collector's URL)")
         protocol = os.environ.get(PROTOCOL_VARIABLE, "grpc")
-        exporter = CountingExporter(_exporter(protocol, endpoint, dict(traces.extra_headers)))
+        exporter = RoutingExporter(lambda headers: _exporter(protocol, endpoint, headers), dict(traces.extra_headers))
         resource = Resource.create({"service.name": "tensorzero-gateway", "service.version": __version__})
         provider = TracerProvider(resource=resource)
         provider.add_span_processor(BatchSpanProcessor(exporter))
@@ -103,6 +140,13 @@ def tracer() -> trace.Tracer:
 
 def include_content() -> bool:
     return _state["include_content"]
+
+
+def route_headers(trace_id: int, headers: dict[str, str]) -> None:
+    """Export this trace's spans with these headers too (per-request export headers)."""
+    exporter = _state["exporter"]
+    if exporter is not None and headers:
+        exporter.route(trace_id, headers)
 
 
 def dropped_spans() -> int | None:

@@ -36,7 +36,8 @@ GATEWAY = textwrap.dedent(
                 json={"function_name": "chat", "input": {"messages": [{"role": "user", "content": "Hi"}]},
                       "tags": {"team": "search"}, "params": {"chat_completion": {"max_tokens": 50}}},
                 headers={"traceparent": "00-%s-%s-01",
-                         "tensorzero-otlp-traces-extra-attribute-deployment": "canary"},
+                         "tensorzero-otlp-traces-extra-attribute-deployment": "canary",
+                         "tensorzero-otlp-traces-extra-header-x-tenant": "acme"},
             )
             statuses.append(answer.status_code)
             streamed = await client.post(
@@ -109,7 +110,10 @@ def by_name(spans: list[dict]) -> dict[str, list[dict]]:
 def test_http_protobuf_export_follows_tensorzeros_span_layout(receiver, tmp_path):
     result = run_gateway(tmp_path, f"{receiver.url}/v1/traces", "http/protobuf")
     assert result == {"statuses": [200, 200], "dropped": 0}
-    assert receiver.headers[0]["x-collector-token"] == "t0k"
+    assert all(headers["x-collector-token"] == "t0k" for headers in receiver.headers)
+    tenants = {span["trace_id"]: headers.get("x-tenant") for headers, spans in receiver.exports for span in spans}
+    assert tenants[TRACE_ID] == "acme", "the request's own export header"
+    assert set(tenants.values()) == {"acme", None}, "the other request's spans went without it"
     spans = by_name(receiver.spans)
     http = next(s for s in spans["POST /inference"] if s["trace_id"] == TRACE_ID)
     assert http["parent_span_id"] == CALLER_SPAN, "the caller's traceparent is the parent"

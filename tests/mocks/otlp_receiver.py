@@ -44,11 +44,15 @@ class OTLPReceiver:
     def __init__(self):
         self.spans: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
+        # (headers, spans) of each export request
+        self.exports: list[tuple[dict[str, str], list[dict[str, Any]]]] = []
         self.app = Starlette(routes=[Route("/v1/traces", self.http_traces, methods=["POST"])])
 
     async def http_traces(self, request: Request) -> Response:
+        spans = decode(trace_service_pb2.ExportTraceServiceRequest.FromString(await request.body()))
         self.headers.append(dict(request.headers))
-        self.spans += decode(trace_service_pb2.ExportTraceServiceRequest.FromString(await request.body()))
+        self.exports.append((dict(request.headers), spans))
+        self.spans += spans
         body = trace_service_pb2.ExportTraceServiceResponse().SerializeToString()
         return Response(body, media_type="application/x-protobuf")
 
