@@ -167,6 +167,8 @@ def function_attributes() -> dict[str, Any]:
 def provider_attributes(provider_name: str, system: str, model: str, request, stream: bool) -> dict[str, Any]:
     """A provider span's request attributes: the GenAI semantic conventions, or OpenInference's
     (`format = "openinference"`). Prompt text only with `include_content`."""
+    if _state["provider"] is None:
+        return {}  # tracing is off: nothing to build on the request path
     attributes: dict[str, Any] = {"provider_name": provider_name, "stream": stream}
     parameters = {"max_tokens": request.max_tokens, "temperature": request.temperature}
     parameters = {k: v for k, v in parameters.items() if v is not None}
@@ -188,6 +190,8 @@ def provider_attributes(provider_name: str, system: str, model: str, request, st
 
 def provider_result_attributes(response) -> dict[str, Any]:
     """Usage, finish reason and (with `include_content`) the answer, once the provider answered."""
+    if _state["provider"] is None:
+        return {}
     usage = response.usage
     tokens = {"input": usage.input_tokens, "output": usage.output_tokens}
     if usage.input_tokens is not None and usage.output_tokens is not None:

@@ -536,6 +536,8 @@ class FunctionRouter:
 
 
 def _describe(span, function_name: str, request: InferenceRequest, variant: str, inference_id, episode_id) -> None:
+    if not span.is_recording():
+        return
     span.set_attribute("function_name", function_name)
     span.set_attribute("variant_name", variant)
     span.set_attribute("inference_id", str(inference_id))

@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Callable
 from typing import Any
 
 import botocore.session
+import orjson
+import yarl
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
@@ -96,6 +99,17 @@ class AWSAuth:
         request = AWSRequest(method=method, url=url, data=body, headers=headers)
         SigV4Auth(keys, self._service, region).add_auth(request)
         return dict(request.headers.items())
+
+    async def signed_post(
+        self, url_for: Callable[[str], str], body: dict, headers: dict[str, str], credentials: dict[str, str]
+    ) -> tuple[yarl.URL, str, dict[str, str]]:
+        """(URL, raw request, signed headers) for a JSON POST; `url_for(region)` gives the URL.
+        The URL is kept as encoded, since the signature covers its path (`:` in model ids)."""
+        region = self.region(credentials)
+        url = url_for(region)
+        raw_request = orjson.dumps(body).decode()
+        signed = await self.headers("POST", url, raw_request.encode(), headers, region, credentials)
+        return yarl.URL(url, encoded=True), raw_request, signed
 
     async def _credentials(self, credentials: dict[str, str]) -> Any:
         config = self._config

@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
-import yarl
 
 from tensorzero_ray.errors import InvalidRequest
 from tensorzero_ray.providers.aws_auth import AWSAuth
@@ -171,16 +170,10 @@ class AWSBedrockProvider(Provider):
         return out
 
     async def _signed(self, body: dict, request: ModelInferenceRequest, ctx: CallContext, stream: bool):
-        region = self.auth.region(ctx.credentials)
-        url = self.url(region, stream)
-        raw_request = orjson.dumps(body).decode()
-        headers = {"content-type": "application/json", "accept": "application/json"}
-        if stream:
-            headers["accept"] = "application/vnd.amazon.eventstream"
+        accept = "application/vnd.amazon.eventstream" if stream else "application/json"
         # Extra headers go in before signing, so they are signed too.
-        headers = self.patch_headers(headers, request, ctx)
-        signed = await self.auth.headers("POST", url, raw_request.encode(), headers, region, ctx.credentials)
-        return yarl.URL(url, encoded=True), raw_request, signed
+        headers = self.patch_headers({"content-type": "application/json", "accept": accept}, request, ctx)
+        return await self.auth.signed_post(lambda region: self.url(region, stream), body, headers, ctx.credentials)
 
     async def infer(self, request: ModelInferenceRequest, ctx: CallContext) -> ProviderResponse:
         body = self.build_body(request, ctx)

@@ -9,9 +9,6 @@ import urllib.parse
 from collections.abc import AsyncIterator
 from typing import Any
 
-import orjson
-import yarl
-
 from tensorzero_ray.config.models import OpenAIProviderConfig, SelfHostedOpenAIProviderConfig
 from tensorzero_ray.providers.aws_auth import AWSAuth
 from tensorzero_ray.providers.aws_event_stream import event_stream
@@ -44,12 +41,8 @@ class AWSSageMakerProvider(Provider):
         return f"{base}/endpoints/{endpoint}/{'invocations-response-stream' if stream else 'invocations'}"
 
     async def _signed(self, body: dict, request: ModelInferenceRequest, ctx: CallContext, stream: bool):
-        region = self.auth.region(ctx.credentials)
-        url = self.url(region, stream)
-        raw_request = orjson.dumps(body).decode()
         headers = self.patch_headers({"content-type": "application/json"}, request, ctx)
-        signed = await self.auth.headers("POST", url, raw_request.encode(), headers, region, ctx.credentials)
-        return yarl.URL(url, encoded=True), raw_request, signed
+        return await self.auth.signed_post(lambda region: self.url(region, stream), body, headers, ctx.credentials)
 
     async def infer(self, request: ModelInferenceRequest, ctx: CallContext) -> ProviderResponse:
         body = self.hosted.build_body(request, ctx)
